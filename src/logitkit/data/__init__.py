@@ -1,0 +1,1 @@
+"""Dataset registry: real datasets shipped by package registries, with provenance."""

@@ -1,0 +1,1 @@
+"""Experiment registry, runner and report."""

@@ -1,0 +1,1 @@
+"""Losses: ``(input, target) -> loss`` functions with their Modules side by side."""

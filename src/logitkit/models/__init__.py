@@ -1,0 +1,1 @@
+"""Small models the theory produces (closed-form classifier, attention, VAE)."""

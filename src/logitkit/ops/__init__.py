@@ -1,0 +1,1 @@
+"""Score-vector operators (no targets): softmax family, smooth approximations, soft top-k."""

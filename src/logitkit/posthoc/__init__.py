@@ -1,0 +1,1 @@
+"""Corrections applied to a trained model's outputs (prior adjustment, CAN)."""
