@@ -1,0 +1,24 @@
+"""Every public logitkit function: ``import logitkit.functional as LF``.
+
+This module only re-exports; each function is defined (and documented) in its own module.
+"""
+
+from logitkit.losses.cross_entropy import cross_entropy
+from logitkit.ops.softmax import (
+    log_softmax,
+    logsumexp,
+    smooth_max,
+    smooth_min,
+    soft_argmax,
+    softmax,
+)
+
+__all__ = [
+    "cross_entropy",
+    "log_softmax",
+    "logsumexp",
+    "smooth_max",
+    "smooth_min",
+    "soft_argmax",
+    "softmax",
+]

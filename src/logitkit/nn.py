@@ -1,0 +1,16 @@
+"""Every public logitkit Module: ``import logitkit.nn as LN``.
+
+This module only re-exports; each Module is defined next to its function.
+"""
+
+from logitkit.losses.cross_entropy import CrossEntropyLoss
+from logitkit.ops.softmax import LogSoftmax, LogSumExp, SmoothMax, SmoothMin, Softmax
+
+__all__ = [
+    "CrossEntropyLoss",
+    "LogSoftmax",
+    "LogSumExp",
+    "SmoothMax",
+    "SmoothMin",
+    "Softmax",
+]
