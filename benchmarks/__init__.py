@@ -1,0 +1,1 @@
+"""Performance suites against named peers (not tests: nothing here asserts a time)."""
