@@ -198,7 +198,9 @@ def check_labels(y: Any, n_samples: int, estimator: str) -> tuple[np.ndarray | T
         classes, inverse = np.unique(labels, return_inverse=True)
         index = torch.from_numpy(inverse.reshape(-1).astype(np.int64))
     if len(classes) < 2:
-        raise ValueError(f"y: {estimator} needs at least 2 classes, got 1 class ({_to_numpy(classes)[0]!r})")
+        raise ValueError(
+            f"y: {estimator} needs at least 2 classes, got 1 class ({_to_numpy(classes)[0].item()!r})"
+        )
     return classes, index
 
 

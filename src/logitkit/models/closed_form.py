@@ -272,6 +272,9 @@ class ClosedFormClassifier(ClassifierMixin, BaseEstimator):
             covariance with ``ridge=0`` uses the pseudo-inverse.
         covariance: ``"pooled"`` (LDA, default) or ``"total"`` (the post's binary variant).
         priors: class probabilities in the order of ``classes_`` (default: class frequencies).
+            They only move the biases (by :math:`\ln(p_i / \text{freq}_i)`): the shared covariance
+            stays the count-weighted pooled estimate, whereas scikit-learn's LDA weights the
+            class covariances by the priors.
 
     Attributes:
         classes_, n_features_in_: as in scikit-learn.
