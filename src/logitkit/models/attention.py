@@ -100,6 +100,11 @@ def entropy_invariant_scale(n: int | Tensor, head_dim: int, *, base_length: floa
     return 1 / math.sqrt(head_dim) if n == base_length else math.log(n) / denominator
 
 
+def _scale_dtype(query: Tensor) -> torch.dtype:
+    """The per-row scales are computed in float64 for float64 queries, else in float32."""
+    return torch.float64 if query.dtype == torch.float64 else torch.float32
+
+
 def _visible(attn_mask: Tensor | None, is_causal: bool, length: int, keys: int, device) -> Tensor | None:
     """Boolean "query may see key" mask broadcastable to (..., L, S); None when all are visible."""
     visible = None
@@ -196,7 +201,7 @@ def entropy_invariant_attention(
             query, key, value, dropout_p=dropout_p, scale=scale, enable_gqa=enable_gqa
         )
     counts = visible.sum(-1, keepdim=True)
-    scale = entropy_invariant_scale(counts.to(torch.float32), head_dim, base_length=base_length)
+    scale = entropy_invariant_scale(counts.to(_scale_dtype(query)), head_dim, base_length=base_length)
     scaled_query = query * scale.to(query.dtype)
     if attn_mask is None:  # causal only: every query sees at least key 0
         return F.scaled_dot_product_attention(
@@ -340,7 +345,7 @@ class EntropyInvariantMultiheadAttention(nn.MultiheadAttention):
                 scale = entropy_invariant_scale(k.shape[2], head_dim, base_length=self.base_length)
                 scores = (q * scale) @ k.transpose(-2, -1)
             else:
-                counts = visible.sum(-1, keepdim=True).to(torch.float32)
+                counts = visible.sum(-1, keepdim=True).to(_scale_dtype(q))
                 scale = entropy_invariant_scale(counts, head_dim, base_length=self.base_length)
                 scores = (q * scale.to(q.dtype)) @ k.transpose(-2, -1)
             if mask is not None and mask.dtype != torch.bool:

@@ -118,13 +118,19 @@ def importance_log_likelihood(
     for start in range(0, num_samples, chunk):
         m = min(chunk, num_samples - start)
         z = proposal.rsample((m,)) if proposal.has_rsample else proposal.sample((m,))
-        log_w = model.decode(z).log_prob(x) + prior.log_prob(z) - proposal.log_prob(z)
-        if log_w.shape != (m, x.shape[0]):
-            raise ValueError(
-                f"model: expected log-weights of shape (samples, N) = ({m}, {x.shape[0]}); got "
-                f"{tuple(log_w.shape)} (encode(x) needs batch shape (N,) and the distributions "
-                "their event dimensions declared, e.g. with torch.distributions.Independent)"
-            )
+        terms = (
+            ("model.decode(z).log_prob(x)", model.decode(z).log_prob(x)),
+            ("model.prior().log_prob(z)", prior.log_prob(z)),
+            ("model.encode(x).log_prob(z)", proposal.log_prob(z)),
+        )
+        for name, term in terms:
+            if term.shape != (m, x.shape[0]):
+                raise ValueError(
+                    f"model: expected {name} of shape (samples, N) = ({m}, {x.shape[0]}), got "
+                    f"{tuple(term.shape)} (encode(x) needs batch shape (N,), and the distributions "
+                    "their event dimensions declared, e.g. with torch.distributions.Independent)"
+                )
+        log_w = terms[0][1] + terms[1][1] - terms[2][1]
         if log_w.dtype in _LOW_PRECISION:
             log_w = log_w.float()
         part = torch.logsumexp(log_w, 0)
