@@ -47,6 +47,8 @@ def _check_ids(ids: Sequence[int] | Tensor | None, name: str, size: int, device)
     """Token ids as a 1-D int64 tensor with values in [0, size)."""
     if ids is None:
         return None
+    if not isinstance(ids, Tensor) and len(ids) == 0:
+        return torch.empty(0, dtype=torch.int64, device=device)
     tensor = torch.as_tensor(ids, device=device)
     if tensor.dim() > 1 or tensor.is_floating_point() or tensor.dtype == torch.bool:
         raise TypeError(f"{name}: expected a sequence or 1-D tensor of int token ids, got {ids!r}")
