@@ -81,16 +81,61 @@ def test_moment_matched_covariance_is_the_pooled_within_class_covariance():
 
 
 @pytest.mark.parametrize("whiten", [True, False])
-def test_ridge_semantics(whiten):
-    # whiten=False adds ridge * I; whiten=True adds ridge * I in whitened coordinates, i.e.
-    # ridge times the total covariance in the original ones.
+@pytest.mark.parametrize("covariance", ["pooled", "total"])
+def test_ridge_is_in_units_of_the_mean_variance(whiten, covariance):
     x, y = _random_problem(3)
     ridge = 0.3
-    w, b = LF.closed_form_softmax_regression(x, y, whiten=whiten, ridge=ridge)
-    extra = ridge * (ref.total_covariance(x.numpy()) if whiten else np.eye(x.shape[1]))
-    ew, eb = ref.closed_form(x.numpy(), y.numpy(), 3, ridge_matrix=extra)
+    w, b = LF.closed_form_softmax_regression(x, y, whiten=whiten, ridge=ridge, covariance=covariance)
+    sigma = (
+        ref.pooled_covariance_loop(x.numpy(), y.numpy())
+        if covariance == "pooled"
+        else ref.total_covariance(x)
+    )
+    extra = ridge * np.trace(sigma) / x.shape[1] * np.eye(x.shape[1])
+    ew, eb = ref.closed_form(x.numpy(), y.numpy(), 3, ridge_matrix=extra, covariance=covariance)
     np.testing.assert_allclose(w.numpy(), ew, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(b.numpy(), eb, rtol=1e-9, atol=1e-10)
+    # Unit-free: scaling every feature by one factor leaves the probabilities unchanged.
+    w2, b2 = LF.closed_form_softmax_regression(x * 1000, y, whiten=whiten, ridge=ridge, covariance=covariance)
+    torch.testing.assert_close(torch.softmax(x * 1000 @ w2.T + b2, 1), torch.softmax(x @ w.T + b, 1))
+
+
+def test_ledoit_wolf_shrinkage_matches_sklearn():
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    from logitkit.models.closed_form import _ledoit_wolf_shrinkage
+
+    for n, d in [(30, 5), (20, 50), (200, 3)]:
+        r = torch.randn(n, d, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
+        r[:, 0] *= 5
+        alpha = _ledoit_wolf_shrinkage(r, r.T @ r / n)
+        assert float(alpha) == pytest.approx(
+            ledoit_wolf_shrinkage(r.numpy(), assume_centered=True), rel=1e-10
+        )
+
+
+@pytest.mark.parametrize("whiten", [True, False])
+def test_auto_ridge_is_ledoit_wolf_shrinkage_of_the_pooled_covariance(whiten):
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((30, 40)), np.arange(30) % 3
+    clf = ClosedFormClassifier(ridge="auto", whiten=whiten).fit(x, y)
+    residual = x - np.stack([x[y == c].mean(0) for c in range(3)])[y]
+    alpha = ledoit_wolf_shrinkage(residual, assume_centered=True)
+    assert clf.shrinkage_ == pytest.approx(alpha, rel=1e-10) and 0 < alpha < 1
+    sigma = ref.pooled_covariance_loop(x, y)
+    shrunk = (1 - alpha) * sigma + alpha * np.trace(sigma) / 40 * np.eye(40)
+    ew, eb = ref.closed_form(x, y, 3, ridge_matrix=shrunk - sigma)
+    # d > N: the whitened solve works in the span of the data, the raw one adds a class-independent
+    # vector from the null space; the probabilities agree everywhere.
+    fresh = rng.standard_normal((10, 40)) * 3
+    expected = torch.softmax(torch.from_numpy(fresh @ ew.T + eb), 1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(fresh), expected, rtol=0, atol=1e-10)
+    if not whiten:
+        np.testing.assert_allclose(clf.coef_, ew, rtol=1e-8, atol=1e-10)
+    with pytest.warns(UserWarning, match="singular"):
+        assert ClosedFormClassifier().fit(x, y).shrinkage_ is None
 
 
 def test_spec_closed_form_example():
@@ -183,8 +228,8 @@ def test_singular_covariance_warns_and_ridge_fixes_it():
         ClosedFormClassifier().fit(x, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        clf = ClosedFormClassifier(ridge=0.1).fit(x, y)
-    assert clf.score(x, y) == 1.0
+        for ridge in (0.1, "auto"):
+            assert ClosedFormClassifier(ridge=ridge).fit(x, y).score(x, y) >= 0.9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +297,7 @@ def _scores(x, y, at):
 # ---------------------------------------------------------------------------------------------
 
 
-@parametrize_with_checks([ClosedFormClassifier(), ClosedFormClassifier(whiten=False, ridge=0.1)])
+@parametrize_with_checks([ClosedFormClassifier(), ClosedFormClassifier(whiten=False, ridge="auto")])
 def test_sklearn_check_estimator(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # singular toy data in some checks
@@ -345,7 +390,13 @@ def test_fallback_estimator_base_without_sklearn():
 
 @pytest.mark.parametrize(
     ("whiten", "covariance", "ridge"),
-    [(True, "pooled", 0.0), (False, "pooled", 0.0), (True, "total", 0.2), (False, "total", 0.2)],
+    [
+        (True, "pooled", 0.0),
+        (False, "pooled", 0.0),
+        (True, "total", 0.2),
+        (False, "total", 0.2),
+        (True, "pooled", "auto"),
+    ],
 )
 def test_gradcheck(whiten, covariance, ridge):
     x, y = _random_problem(5, n=10, d=2)
@@ -420,6 +471,9 @@ def test_bad_input_functional():
     assert_raises(ValueError, "target: expected class indices in [0, 2)", f, x, y, num_classes=2)
     assert_raises(ValueError, "num_classes: expected a positive int, got 0", f, x, y, num_classes=0)
     assert_raises(ValueError, "ridge: expected a non-negative finite number, got -1", f, x, y, ridge=-1)
+    assert_raises(
+        ValueError, "ridge: expected a non-negative number or 'auto', got 'big'", f, x, y, ridge="big"
+    )
     assert_raises(
         ValueError, "covariance: expected one of 'pooled', 'total', got 'diag'", f, x, y, covariance="diag"
     )

@@ -30,10 +30,16 @@ Numerics. :math:`\Sigma^{-1}` is never formed from a possibly singular matrix wi
   Predictions are invariant to it whenever :math:`\Sigma` is non-singular (LDA is affine invariant).
 * A singular covariance (:math:`d \ge N`, a feature constant within every class) falls back to the
   **pseudo-inverse**: eigenvalues below :math:`\max(N, d)\,\epsilon` times the largest are dropped,
-  the minimum-norm solution that LDA's least-squares solver also returns. For few-shot problems a
-  **ridge** :math:`\lambda > 0` usually generalises better: it adds :math:`\lambda I` in whitened
-  coordinates (:math:`\lambda` times the total covariance in the original ones) or in the original
-  coordinates when ``whiten=False``.
+  the minimum-norm solution that LDA's least-squares solver also returns. It ignores exactly the
+  directions that separate the training classes perfectly, so it generalises poorly.
+* When :math:`N` is not much larger than :math:`d` (few-shot) the covariance estimate is noisy and
+  a **ridge** generalises much better: :math:`\Sigma + \lambda m I`, with :math:`m =
+  \mathrm{tr}\,\Sigma / d` the mean variance (so :math:`\lambda` is unit-free and predictions are
+  unchanged when all features are scaled by one factor), or ``ridge="auto"``, Ledoit-Wolf
+  shrinkage :math:`(1-\alpha)\Sigma + \alpha m I` with :math:`\alpha` estimated from the
+  residuals (O. Ledoit, M. Wolf, "A well-conditioned estimator for large-dimensional covariance
+  matrices", J. Multivariate Anal. 2004). Whitening never changes the regularised problem, only
+  how it is solved.
 * A class with no sample (``num_classes`` larger than the labels present) gets weight 0 and bias
   :math:`-\infty`: it is never predicted.
 
@@ -78,7 +84,7 @@ def closed_form_softmax_regression(
     *,
     num_classes: int | None = None,
     whiten: bool = True,
-    ridge: float = 0.0,
+    ridge: float | str = 0.0,
     covariance: str = "pooled",
     priors: Tensor | None = None,
 ) -> ClosedFormSolution:
@@ -86,13 +92,13 @@ def closed_form_softmax_regression(
 
     .. math::
 
-        w_i = \mu_i (\Sigma + \lambda I)^{-1}, \qquad
-        b_i = \ln p_i - \tfrac12\, \mu_i (\Sigma + \lambda I)^{-1} \mu_i^\top,
-        \qquad \Sigma = \frac1N \sum_n (x_n - \mu_{y_n})^\top (x_n - \mu_{y_n}),
+        w_i = \mu_i \Sigma_\lambda^{-1}, \qquad
+        b_i = \ln p_i - \tfrac12\, \mu_i \Sigma_\lambda^{-1} \mu_i^\top, \qquad
+        \Sigma_\lambda = \Sigma + \lambda\,\frac{\mathrm{tr}\,\Sigma}{d}\, I, \qquad
+        \Sigma = \frac1N \sum_n (x_n - \mu_{y_n})^\top (x_n - \mu_{y_n}),
 
-    solved in whitened coordinates when ``whiten=True`` (then :math:`\lambda I` is added there,
-    i.e. :math:`\lambda` times the total covariance in the original coordinates), with the
-    pseudo-inverse for a singular matrix (see the module notes). ``softmax`` of the scores is the
+    solved in whitened coordinates when ``whiten=True``, with the pseudo-inverse for a singular
+    matrix (see the module notes). ``softmax`` of the scores is the
     Bayes posterior under Gaussian classes with a shared covariance; for a single binary logit use
     ``weight[1] - weight[0]`` and ``bias[1] - bias[0]``.
 
@@ -105,9 +111,11 @@ def closed_form_softmax_regression(
             float64 is recommended for badly conditioned features).
         target: class indices in ``[0, num_classes)``, integer tensor of shape ``(N,)``.
         num_classes: :math:`C`; default ``target.max() + 1`` (required under ``torch.compile``).
-        whiten: solve in whitened coordinates (numerically safer; same result when
-            :math:`\Sigma` is non-singular and ``ridge=0``).
-        ridge: :math:`\lambda \ge 0` added to the covariance (see above).
+        whiten: solve in whitened coordinates (numerically safer; the same result whenever
+            :math:`\Sigma_\lambda` is non-singular).
+        ridge: :math:`\lambda \ge 0`, in units of the mean variance (see above), or ``"auto"``
+            for Ledoit-Wolf shrinkage :math:`(1-\alpha)\Sigma + \alpha\,\frac{\mathrm{tr}\,
+            \Sigma}{d} I`.
         covariance: ``"pooled"`` (within-class, moment-matched; = LDA) or ``"total"`` (covariance
             of all samples, as the post's binary script).
         priors: class probabilities :math:`p_i` of shape ``(C,)`` (normalised to sum 1); default
@@ -131,11 +139,8 @@ def closed_form_softmax_regression(
     Reference: J. Su, kexue.fm/archives/8578 (2021).
     """
     x, target, num_classes, out_dtype = _check_fit_inputs(input, target, num_classes, priors)
-    _checks.check_positive(ridge, "ridge", allow_zero=True)
-    _checks.check_one_of(covariance, "covariance", _COVARIANCES)
-    if not isinstance(whiten, bool):
-        raise TypeError(f"whiten: expected a bool, got {whiten!r}")
-    weight, bias, _ = _solve(x, target, num_classes, whiten, float(ridge), covariance, priors)
+    _check_options(whiten, ridge, covariance)
+    weight, bias, _, _ = _solve(x, target, num_classes, whiten, ridge, covariance, priors)
     return ClosedFormSolution(weight.to(out_dtype), bias.to(out_dtype))
 
 
@@ -144,11 +149,11 @@ def _solve(
     target: Tensor,
     num_classes: int,
     whiten: bool,
-    ridge: float,
+    ridge: float | str,
     covariance: str,
     priors: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """(weight, bias, number of directions the pseudo-inverse dropped or None if not known)."""
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """(weight, bias, directions the pseudo-inverse dropped (None if not known), shrinkage or None)."""
     n, d = x.shape
     onehot = torch.zeros(n, num_classes, dtype=x.dtype, device=x.device)
     onehot.scatter_(1, target.unsqueeze(1), 1.0)
@@ -164,8 +169,14 @@ def _solve(
     # Residuals from the class means (pooled) or the overall mean (total): no cancellation.
     residual = x - (means[target] if covariance == "pooled" else mean)
     sigma = residual.T @ residual / n
+    average = torch.diagonal(sigma).mean()  # the mean variance, the unit of the ridge
+    shrinkage = None
+    if ridge == "auto":
+        shrinkage = _ledoit_wolf_shrinkage(residual, sigma)
+        factor, ridge_value = 1.0 - shrinkage, shrinkage * average
+    else:
+        factor, ridge_value = 1.0, float(ridge) * average
     rtol = max(n, d) * torch.finfo(x.dtype).eps
-    eye = torch.eye(d, dtype=x.dtype, device=x.device)
     if whiten:
         if covariance == "pooled":
             centred = means - mean
@@ -176,22 +187,38 @@ def _solve(
         keep = _above(variance, rtol)
         scale = torch.where(keep, torch.rsqrt(torch.where(keep, variance, 1.0)), 0.0)
         transform = basis * scale  # x @ transform has identity covariance on the kept directions
-        # Dropped directions are zero rows / columns of the system; the means are zero there too.
-        system = transform.T @ sigma @ transform + ridge * eye
+        # T^T (a Sigma + c I) T = a T^T Sigma T + c diag(scale^2). Dropped directions are zero rows
+        # and columns of the system; the means are zero there too.
+        system = factor * (transform.T @ sigma @ transform) + torch.diag_embed(ridge_value * scale**2)
         mu = means @ transform
-        directions = keep.sum() if ridge == 0 else None
+        directions = keep.sum()
     else:
-        system = sigma + ridge * eye
+        system = factor * sigma + ridge_value * torch.eye(d, dtype=x.dtype, device=x.device)
         mu = means
-        directions = None
+        directions = torch.tensor(d, device=x.device)
     solved, rank = _pinv_apply(mu, system, rtol)
-    dropped = None
-    if rank is not None:
-        dropped = (directions if directions is not None else torch.tensor(d, device=x.device)) - rank
+    dropped = None if rank is None else directions - rank
     bias = log_prior - 0.5 * (solved * mu).sum(1)
     weight = solved @ transform.T if whiten else solved
     bias = torch.where(counts > 0, bias, float("-inf"))
-    return weight, bias, dropped
+    return weight, bias, dropped, shrinkage
+
+
+def _ledoit_wolf_shrinkage(residual: Tensor, sigma: Tensor) -> Tensor:
+    r"""Ledoit-Wolf (2004) shrinkage intensity of ``sigma = residual^T residual / n`` towards
+    :math:`m I`, :math:`m = \mathrm{tr}\,\Sigma / d`: :math:`\min(\bar b^2, d^2) / d^2` with
+    :math:`d^2 = \lVert \Sigma - mI \rVert^2` and
+    :math:`\bar b^2 = \frac1{n^2} \sum_k \lVert r_k r_k^\top - \Sigma \rVert^2` (norms
+    :math:`\lVert A \rVert^2 = \mathrm{tr}(AA^\top)/d`)."""
+    n, d = residual.shape
+    m = torch.diagonal(sigma).mean()
+    sigma_sq = (sigma * sigma).sum()
+    distance = (sigma_sq - 2 * m * torch.diagonal(sigma).sum() + d * m * m) / d
+    spread = ((residual * residual).sum(1) ** 2).sum() / n
+    b_bar = (spread - sigma_sq) / (n * d)
+    b = torch.minimum(b_bar, distance)
+    safe = torch.where(distance > 0, distance, 1.0)
+    return torch.where(distance > 0, b / safe, 0.0).clamp(0.0, 1.0)
 
 
 def _above(values: Tensor, rtol: float) -> Tensor:
@@ -212,6 +239,16 @@ def _pinv_apply(rhs: Tensor, system: Tensor, rtol: float) -> tuple[Tensor, Tenso
     keep = _above(values, rtol)
     inverse = torch.where(keep, 1.0 / torch.where(keep, values, 1.0), 0.0)
     return ((rhs @ vectors) * inverse) @ vectors.T, keep.sum()
+
+
+def _check_options(whiten: bool, ridge: float | str, covariance: str) -> None:
+    if not isinstance(whiten, bool):
+        raise TypeError(f"whiten: expected a bool, got {whiten!r}")
+    if ridge != "auto":
+        if isinstance(ridge, str):
+            raise ValueError(f"ridge: expected a non-negative number or 'auto', got {ridge!r}")
+        _checks.check_positive(ridge, "ridge", allow_zero=True)
+    _checks.check_one_of(covariance, "covariance", _COVARIANCES)
 
 
 def _check_fit_inputs(
@@ -267,9 +304,11 @@ class ClosedFormClassifier(ClassifierMixin, BaseEstimator):
 
     Args:
         whiten: solve in whitened coordinates (default, as the post recommends); predictions do not
-            depend on it unless the covariance is singular or ``ridge > 0``.
-        ridge: :math:`\lambda \ge 0`; see :func:`closed_form_softmax_regression`. A singular
-            covariance with ``ridge=0`` uses the pseudo-inverse.
+            depend on it unless the covariance is singular.
+        ridge: :math:`\lambda \ge 0` in units of the mean variance, or ``"auto"`` (Ledoit-Wolf
+            shrinkage); see :func:`closed_form_softmax_regression`. A singular covariance with
+            ``ridge=0`` uses the pseudo-inverse (with a warning). For few-shot probes, where
+            :math:`N` is not much larger than :math:`d`, use ``"auto"`` or a ridge around 1.
         covariance: ``"pooled"`` (LDA, default) or ``"total"`` (the post's binary variant).
         priors: class probabilities in the order of ``classes_`` (default: class frequencies).
             They only move the biases (by :math:`\ln(p_i / \text{freq}_i)`): the shared covariance
@@ -281,6 +320,7 @@ class ClosedFormClassifier(ClassifierMixin, BaseEstimator):
         coef_, intercept_: shapes ``(1, d)`` and ``(1,)`` for two classes (the log-odds of
             ``classes_[1]``), ``(C, d)`` and ``(C,)`` otherwise.
         means_, priors_: class means ``(C, d)`` and the priors used ``(C,)``.
+        shrinkage_: the Ledoit-Wolf intensity :math:`\alpha` for ``ridge="auto"``, else ``None``.
 
     Example:
         >>> from sklearn.datasets import load_iris
@@ -299,7 +339,7 @@ class ClosedFormClassifier(ClassifierMixin, BaseEstimator):
         self,
         *,
         whiten: bool = True,
-        ridge: float = 0.0,
+        ridge: float | str = 0.0,
         covariance: str = "pooled",
         priors: Any = None,
     ) -> None:
@@ -320,11 +360,10 @@ class ClosedFormClassifier(ClassifierMixin, BaseEstimator):
         if self.priors is not None:
             priors = torch.as_tensor(_numpy(self.priors), dtype=torch.float64, device=x.device)
             _checks.check_class_weight(priors, len(classes), "priors")
-        _checks.check_positive(self.ridge, "ridge", allow_zero=True)
-        _checks.check_one_of(self.covariance, "covariance", _COVARIANCES)
+        _check_options(self.whiten, self.ridge, self.covariance)
         with torch.no_grad():
-            weight, bias, dropped = _solve(
-                x, index, len(classes), bool(self.whiten), float(self.ridge), self.covariance, priors
+            weight, bias, dropped, shrinkage = _solve(
+                x, index, len(classes), self.whiten, self.ridge, self.covariance, priors
             )
         if dropped is not None and int(dropped) > 0:
             warnings.warn(
@@ -352,6 +391,7 @@ class ClosedFormClassifier(ClassifierMixin, BaseEstimator):
         self.intercept_ = convert(intercept)
         self.means_ = convert(means)
         self.priors_ = convert(used_priors)
+        self.shrinkage_ = None if shrinkage is None else float(shrinkage)
         return self
 
     def _logits(self, X: Any) -> tuple[Tensor, Any]:
