@@ -108,7 +108,8 @@ def test_ledoit_wolf_shrinkage_matches_sklearn():
     for n, d in [(30, 5), (20, 50), (200, 3)]:
         r = torch.randn(n, d, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
         r[:, 0] *= 5
-        alpha = _ledoit_wolf_shrinkage(r, r.T @ r / n)
+        sigma = r.T @ r / n
+        alpha = _ledoit_wolf_shrinkage(r, torch.trace(sigma), (sigma * sigma).sum())
         assert float(alpha) == pytest.approx(
             ledoit_wolf_shrinkage(r.numpy(), assume_centered=True), rel=1e-10
         )
@@ -219,6 +220,21 @@ def test_singular_covariance_without_whitening_is_lda_minimum_norm_solution():
         ours = ClosedFormClassifier(whiten=False).fit(x, y)
     lda = LinearDiscriminantAnalysis(solver="lsqr").fit(x, y)
     np.testing.assert_allclose(ours.decision_function(x), lda.decision_function(x), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("ridge", [0.3, "auto"])
+def test_fewer_samples_than_features_path_gives_the_same_probabilities(ridge):
+    # whiten=True with n < d works with n x n matrices; whiten=False with d x d ones.
+    rng = np.random.default_rng(3)
+    x, y = (
+        rng.standard_normal((24, 60)) + np.repeat(rng.standard_normal((4, 60)), 6, 0),
+        np.repeat(np.arange(4), 6),
+    )
+    thin = ClosedFormClassifier(ridge=ridge).fit(x, y)
+    full = ClosedFormClassifier(ridge=ridge, whiten=False).fit(x, y)
+    fresh = rng.standard_normal((50, 60)) * 2
+    np.testing.assert_allclose(thin.predict_proba(fresh), full.predict_proba(fresh), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(thin.predict_proba(x), full.predict_proba(x), rtol=0, atol=1e-9)
 
 
 def test_singular_covariance_warns_and_ridge_fixes_it():
@@ -396,10 +412,11 @@ def test_fallback_estimator_base_without_sklearn():
         (True, "total", 0.2),
         (False, "total", 0.2),
         (True, "pooled", "auto"),
+        (True, "pooled", 0.5),  # fewer samples than features: the n x n path
     ],
 )
 def test_gradcheck(whiten, covariance, ridge):
-    x, y = _random_problem(5, n=10, d=2)
+    x, y = _random_problem(5, n=10, d=2) if ridge != 0.5 else _random_problem(5, n=6, d=8)
     x.requires_grad_()
 
     def fn(x):

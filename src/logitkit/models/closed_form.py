@@ -49,6 +49,7 @@ J. Su, "你可能不需要BERT-flow：一个线性变换媲美BERT-flow" (kexue.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, NamedTuple
 
@@ -168,28 +169,47 @@ def _solve(
         log_prior = torch.log(p / p.sum())
     # Residuals from the class means (pooled) or the overall mean (total): no cancellation.
     residual = x - (means[target] if covariance == "pooled" else mean)
-    sigma = residual.T @ residual / n
-    average = torch.diagonal(sigma).mean()  # the mean variance, the unit of the ridge
+    # Fewer samples than features and whitening: every d x d quantity is replaced by an n x n one
+    # (the data span at most n - 1 directions), O(n^2 d) instead of O(d^3).
+    thin = whiten and n < d
+    if thin:
+        gram = residual @ residual.T / n  # same trace and Frobenius norm as Sigma
+        trace, frobenius_sq = torch.diagonal(gram).sum(), (gram * gram).sum()
+    else:
+        sigma = residual.T @ residual / n
+        trace, frobenius_sq = torch.diagonal(sigma).sum(), (sigma * sigma).sum()
+    average = trace / d  # the mean variance, the unit of the ridge
     shrinkage = None
     if ridge == "auto":
-        shrinkage = _ledoit_wolf_shrinkage(residual, sigma)
+        shrinkage = _ledoit_wolf_shrinkage(residual, trace, frobenius_sq)
         factor, ridge_value = 1.0 - shrinkage, shrinkage * average
     else:
         factor, ridge_value = 1.0, float(ridge) * average
     rtol = max(n, d) * torch.finfo(x.dtype).eps
     if whiten:
-        if covariance == "pooled":
-            centred = means - mean
-            total = sigma + (centred.T * freq) @ centred  # within + between: a sum of PSD terms
+        centred_x = x - mean
+        if thin:
+            # Eigenvectors of S = Xc^T Xc / n from those of the Gram matrix Xc Xc^T / n:
+            # u_k = Xc^T v_k / sqrt(n s_k), and the whitening column is u_k / sqrt(s_k).
+            variance, vectors = torch.linalg.eigh(centred_x @ centred_x.T / n)
+            keep = _above(variance, rtol)
+            inverse = torch.where(keep, 1.0 / torch.where(keep, variance, 1.0), 0.0)
+            transform = centred_x.T @ (vectors * (inverse / math.sqrt(n)))
         else:
-            total = sigma
-        variance, basis = torch.linalg.eigh(total)
-        keep = _above(variance, rtol)
-        scale = torch.where(keep, torch.rsqrt(torch.where(keep, variance, 1.0)), 0.0)
-        transform = basis * scale  # x @ transform has identity covariance on the kept directions
-        # T^T (a Sigma + c I) T = a T^T Sigma T + c diag(scale^2). Dropped directions are zero rows
-        # and columns of the system; the means are zero there too.
-        system = factor * (transform.T @ sigma @ transform) + torch.diag_embed(ridge_value * scale**2)
+            if covariance == "pooled":
+                centred = means - mean
+                total = sigma + (centred.T * freq) @ centred  # within + between: a sum of PSD terms
+            else:
+                total = sigma
+            variance, basis = torch.linalg.eigh(total)
+            keep = _above(variance, rtol)
+            inverse = torch.where(keep, 1.0 / torch.where(keep, variance, 1.0), 0.0)
+            transform = basis * torch.sqrt(inverse)
+        # x @ transform has identity covariance on the kept directions, and
+        # T^T (a Sigma + c I) T = a (R T)^T (R T) / n + c diag(1 / s). Dropped directions are zero
+        # rows and columns of the system; the means are zero there too.
+        projected = residual @ transform
+        system = factor * (projected.T @ projected / n) + torch.diag_embed(ridge_value * inverse)
         mu = means @ transform
         directions = keep.sum()
     else:
@@ -204,18 +224,18 @@ def _solve(
     return weight, bias, dropped, shrinkage
 
 
-def _ledoit_wolf_shrinkage(residual: Tensor, sigma: Tensor) -> Tensor:
-    r"""Ledoit-Wolf (2004) shrinkage intensity of ``sigma = residual^T residual / n`` towards
+def _ledoit_wolf_shrinkage(residual: Tensor, trace: Tensor, frobenius_sq: Tensor) -> Tensor:
+    r"""Ledoit-Wolf (2004) shrinkage intensity of :math:`\Sigma = R^\top R / n` towards
     :math:`m I`, :math:`m = \mathrm{tr}\,\Sigma / d`: :math:`\min(\bar b^2, d^2) / d^2` with
     :math:`d^2 = \lVert \Sigma - mI \rVert^2` and
     :math:`\bar b^2 = \frac1{n^2} \sum_k \lVert r_k r_k^\top - \Sigma \rVert^2` (norms
-    :math:`\lVert A \rVert^2 = \mathrm{tr}(AA^\top)/d`)."""
+    :math:`\lVert A \rVert^2 = \mathrm{tr}(AA^\top)/d`), from :math:`\mathrm{tr}\,\Sigma` and
+    :math:`\lVert \Sigma \rVert_F^2`."""
     n, d = residual.shape
-    m = torch.diagonal(sigma).mean()
-    sigma_sq = (sigma * sigma).sum()
-    distance = (sigma_sq - 2 * m * torch.diagonal(sigma).sum() + d * m * m) / d
+    m = trace / d
+    distance = (frobenius_sq - 2 * m * trace + d * m * m) / d
     spread = ((residual * residual).sum(1) ** 2).sum() / n
-    b_bar = (spread - sigma_sq) / (n * d)
+    b_bar = (spread - frobenius_sq) / (n * d)
     b = torch.minimum(b_bar, distance)
     safe = torch.where(distance > 0, distance, 1.0)
     return torch.where(distance > 0, b / safe, 0.0).clamp(0.0, 1.0)
@@ -292,7 +312,8 @@ class ClosedFormClassifier(ClassifierMixin, BaseEstimator):
     r"""Closed-form softmax / logistic regression with the scikit-learn estimator API.
 
     ``fit`` computes :func:`closed_form_softmax_regression` in float64 (one pass over the data and
-    two :math:`d \times d` eigendecompositions, no iterations): the same decision function as
+    two :math:`d \times d` eigendecompositions, :math:`n \times n` when there are fewer samples
+    than features; no iterations): the same decision function as
     ``LinearDiscriminantAnalysis(solver="lsqr")``. A fast linear probe for frozen features,
     especially few-shot (post 8578: a smaller train/validation gap than gradient descent).
 
