@@ -237,6 +237,23 @@ def test_fewer_samples_than_features_path_gives_the_same_probabilities(ridge):
     np.testing.assert_allclose(thin.predict_proba(x), full.predict_proba(x), rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("ridge", [0.0, 0.2, "auto"])
+@pytest.mark.parametrize("covariance", ["pooled", "total"])
+@pytest.mark.parametrize("shape", [(60, 5), (40, 30)])
+def test_estimator_cholesky_path_equals_the_eigendecomposition_path(ridge, covariance, shape):
+    from logitkit.models.closed_form import _solve
+
+    x, y = _random_problem(11, n=shape[0], d=shape[1], c=4)
+    x[:, 1] = 3.0  # a constant feature
+    x[:, 2] *= 1e4  # badly scaled
+    probs = []
+    for fast in (False, True):
+        w, b, dropped, _ = _solve(x, y, 4, True, ridge, covariance, None, fast=fast)
+        probs.append(torch.softmax(x @ w.T + b, 1))
+        assert int(dropped) == 0
+    torch.testing.assert_close(probs[1], probs[0], rtol=0, atol=1e-9)
+
+
 def test_singular_covariance_warns_and_ridge_fixes_it():
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((20, 50)), np.arange(20) % 4

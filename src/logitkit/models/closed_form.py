@@ -28,6 +28,8 @@ Numerics. :math:`\Sigma^{-1}` is never formed from a possibly singular matrix wi
   total covariance is the identity; directions whose total variance is below
   :math:`\max(N, d)\,\epsilon` times the largest are dropped (constant features, :math:`d \ge N`).
   Predictions are invariant to it whenever :math:`\Sigma` is non-singular (LDA is affine invariant).
+  With fewer samples than features it is computed from the :math:`N \times N` Gram matrix of the
+  centred data, :math:`O(N^2 d)` instead of :math:`O(d^3)`.
 * A singular covariance (:math:`d \ge N`, a feature constant within every class) falls back to the
   **pseudo-inverse**: eigenvalues below :math:`\max(N, d)\,\epsilon` times the largest are dropped,
   the minimum-norm solution that LDA's least-squares solver also returns. It ignores exactly the
@@ -153,8 +155,13 @@ def _solve(
     ridge: float | str,
     covariance: str,
     priors: Tensor | None,
+    fast: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """(weight, bias, directions the pseudo-inverse dropped (None if not known), shrinkage or None)."""
+    """(weight, bias, directions the pseudo-inverse dropped (None if not known), shrinkage or None).
+
+    ``fast`` (eager, no autograd: the estimator) first tries a Cholesky solve of the diagonally
+    scaled system and keeps the eigendecomposition path for singular or near-singular systems.
+    """
     n, d = x.shape
     onehot = torch.zeros(n, num_classes, dtype=x.dtype, device=x.device)
     onehot.scatter_(1, target.unsqueeze(1), 1.0)
@@ -186,6 +193,12 @@ def _solve(
     else:
         factor, ridge_value = 1.0, float(ridge) * average
     rtol = max(n, d) * torch.finfo(x.dtype).eps
+    if fast and not thin:
+        done = _cholesky_solve(sigma, means, mean, freq, covariance, factor, ridge_value, rtol)
+        if done is not None:
+            solved, quadratic = done
+            bias = torch.where(counts > 0, log_prior - 0.5 * quadratic, float("-inf"))
+            return solved, bias, torch.zeros((), dtype=torch.int64), shrinkage
     if whiten:
         centred_x = x - mean
         if thin:
@@ -222,6 +235,39 @@ def _solve(
     weight = solved @ transform.T if whiten else solved
     bias = torch.where(counts > 0, bias, float("-inf"))
     return weight, bias, dropped, shrinkage
+
+
+def _cholesky_solve(
+    sigma: Tensor,
+    means: Tensor,
+    mean: Tensor,
+    freq: Tensor,
+    covariance: str,
+    factor: float | Tensor,
+    ridge_value: float | Tensor,
+    rtol: float,
+) -> tuple[Tensor, Tensor] | None:
+    """``(means @ A^-1, diag(means A^-1 means^T))`` for ``A = factor Sigma + ridge_value I`` by a
+    Cholesky factorisation after scaling every feature to unit total variance (features without
+    variance are dropped); ``None`` when a pivot falls below ``1000 rtol`` times the largest
+    diagonal entry (then the caller pseudo-inverts). The same probabilities as the whitened path,
+    several times cheaper."""
+    total_var = torch.diagonal(sigma)
+    if covariance == "pooled":
+        total_var = total_var + (freq.unsqueeze(1) * (means - mean) ** 2).sum(0)
+    floor = torch.finfo(sigma.dtype).tiny + rtol * total_var.max()
+    live = total_var > floor  # constant features are dropped, as in the whitened path
+    scale = torch.where(live, torch.rsqrt(torch.where(live, total_var, 1.0)), 0.0)
+    system = factor * sigma * scale.unsqueeze(0) * scale.unsqueeze(1)
+    system = system + torch.diag_embed(ridge_value * scale * scale + (~live).to(sigma.dtype))
+    chol, info = torch.linalg.cholesky_ex(system)
+    pivots = torch.diagonal(chol) ** 2
+    if int(info) != 0 or not bool(pivots.min() > 1000 * rtol * torch.diagonal(system).max()):
+        return None
+    scaled_means = means * scale
+    solved = torch.cholesky_solve(scaled_means.T, chol).T  # (C, d) = scaled_means @ system^-1
+    quadratic = (solved * scaled_means).sum(1)
+    return solved * scale, quadratic
 
 
 def _ledoit_wolf_shrinkage(residual: Tensor, trace: Tensor, frobenius_sq: Tensor) -> Tensor:
@@ -311,9 +357,10 @@ def _check_fit_inputs(
 class ClosedFormClassifier(ClassifierMixin, BaseEstimator):
     r"""Closed-form softmax / logistic regression with the scikit-learn estimator API.
 
-    ``fit`` computes :func:`closed_form_softmax_regression` in float64 (one pass over the data and
-    two :math:`d \times d` eigendecompositions, :math:`n \times n` when there are fewer samples
-    than features; no iterations): the same decision function as
+    ``fit`` computes :func:`closed_form_softmax_regression` in float64, without iterations: one
+    pass over the data and a Cholesky factorisation of the scaled :math:`d \times d` covariance
+    (eigendecompositions when it is singular; :math:`n \times n` matrices when there are fewer
+    samples than features). It has the same decision function as
     ``LinearDiscriminantAnalysis(solver="lsqr")``. A fast linear probe for frozen features,
     especially few-shot (post 8578: a smaller train/validation gap than gradient descent).
 
@@ -384,7 +431,7 @@ class ClosedFormClassifier(ClassifierMixin, BaseEstimator):
         _check_options(self.whiten, self.ridge, self.covariance)
         with torch.no_grad():
             weight, bias, dropped, shrinkage = _solve(
-                x, index, len(classes), self.whiten, self.ridge, self.covariance, priors
+                x, index, len(classes), self.whiten, self.ridge, self.covariance, priors, fast=True
             )
         if dropped is not None and int(dropped) > 0:
             warnings.warn(
