@@ -399,21 +399,50 @@ def test_to_linear_warm_start_is_a_good_initial_head():
     assert warm < 0.1 < cold
 
 
-def test_fallback_estimator_base_without_sklearn():
-    class Fallback(_estimator._FallbackClassifierMixin, _estimator._FallbackBaseEstimator):
+def test_estimator_base_classes():
+    class Toy(_estimator._ClassifierMixin, _estimator._BaseEstimator):
         def __init__(self, *, a=1, b="x"):
             self.a, self.b = a, b
 
         def predict(self, X):
             return np.zeros(len(X), dtype=int)
 
-    est = Fallback(a=3)
+    est = Toy(a=3)
     assert est.get_params() == {"a": 3, "b": "x"}
-    assert est.set_params(b="y").b == "y" and repr(est) == "Fallback(a=3, b='y')"
+    assert est.set_params(b="y").b == "y" and repr(est) == "Toy(a=3, b='y')" and repr(Toy()) == "Toy()"
     assert_raises(ValueError, "Invalid parameter 'c'", est.set_params, c=1)
     assert est.score(np.zeros((4, 2)), [0, 0, 1, 0]) == 0.75
     assert est.score(np.zeros((2, 2)), [0, 1], sample_weight=[3.0, 1.0]) == 0.75
-    assert issubclass(_estimator._FallbackNotFittedError, (ValueError, AttributeError))
+    assert issubclass(_estimator._NotFittedError, (ValueError, AttributeError))
+    tags = est.__sklearn_tags__()
+    assert tags.estimator_type == "classifier" and tags.target_tags.required
+    from sklearn.base import BaseEstimator, clone, is_classifier
+
+    assert isinstance(ClosedFormClassifier(), BaseEstimator)  # scikit-learn's classes when installed
+    assert is_classifier(ClosedFormClassifier()) and clone(ClosedFormClassifier(ridge=2.0)).ridge == 2.0
+
+
+def test_importing_the_functions_does_not_import_sklearn():
+    import subprocess
+    import sys
+
+    code = "import sys, logitkit.functional, logitkit.nn, logitkit.models; print('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_pipeline_and_grid_search():
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_wine(return_X_y=True)
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), ClosedFormClassifier()),
+        {"closedformclassifier__ridge": [0.0, "auto"]},
+        cv=3,
+    )
+    assert search.fit(x, y).best_score_ > 0.95
 
 
 # ---------------------------------------------------------------------------------------------

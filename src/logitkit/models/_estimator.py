@@ -1,15 +1,16 @@
 """scikit-learn estimator plumbing that works with or without scikit-learn installed.
 
-logitkit's core depends on torch and NumPy only. An estimator that follows the scikit-learn API
-(``get_params`` / ``set_params`` / ``score``, cloneable, fitted attributes ending in ``_``) should
-still *be* a scikit-learn estimator when scikit-learn is present, so that pipelines, grid search and
-``check_estimator`` see its tags. This module therefore re-exports scikit-learn's
-``BaseEstimator``, ``ClassifierMixin``, ``NotFittedError`` and ``DataConversionWarning`` when they
-can be imported, and small stand-ins with the same behaviour otherwise.
+logitkit's core depends on torch and NumPy only. An estimator following the scikit-learn API
+should *be* a scikit-learn estimator when scikit-learn is present (tags, ``clone``, pipelines,
+``check_estimator``), so this module re-exports scikit-learn's ``BaseEstimator`` and
+``ClassifierMixin`` when they can be imported, and stand-ins with the same behaviour otherwise
+(``get_params`` / ``set_params`` / ``repr`` from the ``__init__`` signature, ``score``, and
+``__sklearn_tags__``). Only the estimator modules import it, so ``logitkit.functional`` never
+pays for importing scikit-learn.
 
-Input validation is our own (one code path for NumPy and torch inputs, whether or not
-scikit-learn is installed); its messages contain the phrases scikit-learn's estimator checks look
-for (``Input X contains NaN``, ``Unknown label type``, ``X has 3 features, but ... is expecting``).
+Input validation is our own (one code path for NumPy and torch inputs); its messages contain the
+phrases scikit-learn's estimator checks look for (``Input X contains NaN``, ``Unknown label
+type``, ``X has 3 features, but ... is expecting``).
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ from torch import Tensor
 from logitkit import _checks
 
 
-class _FallbackNotFittedError(ValueError, AttributeError):
-    """Raised when an estimator is used before ``fit`` (scikit-learn's class when installed)."""
+class _NotFittedError(ValueError, AttributeError):
+    """Raised when an estimator is used before ``fit`` (without scikit-learn installed)."""
 
 
-class _FallbackDataConversionWarning(UserWarning):
-    """A column-vector ``y`` was flattened (scikit-learn's class when installed)."""
+class _DataConversionWarning(UserWarning):
+    """A column-vector ``y`` was flattened (without scikit-learn installed)."""
 
 
-class _FallbackBaseEstimator:
-    """``get_params`` / ``set_params`` / ``repr`` from the ``__init__`` signature."""
+class _BaseEstimator:
+    """``get_params`` / ``set_params`` / ``repr`` from the ``__init__`` signature (scikit-learn's
+    conventions: every ``__init__`` argument is stored unchanged under its own name)."""
 
     @classmethod
     def _get_param_names(cls) -> list[str]:
@@ -47,7 +49,7 @@ class _FallbackBaseEstimator:
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._get_param_names()}
 
-    def set_params(self, **params: Any) -> _FallbackBaseEstimator:
+    def set_params(self, **params: Any) -> _BaseEstimator:
         valid = self._get_param_names()
         for key, value in params.items():
             if key not in valid:
@@ -59,12 +61,32 @@ class _FallbackBaseEstimator:
         return self
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = {k: v for k, v in self.get_params().items() if not _same(v, defaults.get(k))}
+        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
         return f"{type(self).__name__}({args})"
 
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        from sklearn.utils import Tags, TargetTags
 
-class _FallbackClassifierMixin:
-    """``score`` = mean accuracy, as scikit-learn's ``ClassifierMixin``."""
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            transformer_tags=None,
+            regressor_tags=None,
+            classifier_tags=None,
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a is b or a == b)
+    except (TypeError, ValueError, RuntimeError):  # arrays and tensors
+        return False
+
+
+class _ClassifierMixin:
+    """``score`` = mean accuracy and the classifier tags, as scikit-learn's ``ClassifierMixin``."""
 
     _estimator_type = "classifier"
 
@@ -76,15 +98,24 @@ class _FallbackClassifierMixin:
         weight = _to_numpy(sample_weight).astype(np.float64)
         return float((correct * weight).sum() / weight.sum())
 
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        from sklearn.utils import ClassifierTags
+
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags.estimator_type = "classifier"
+        tags.classifier_tags = ClassifierTags()
+        tags.target_tags.required = True
+        return tags
+
 
 try:  # scikit-learn is optional (the experiments and dev extras install it)
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.exceptions import DataConversionWarning, NotFittedError
-except ImportError:  # pragma: no cover - exercised by the fallback tests directly
-    BaseEstimator = _FallbackBaseEstimator  # type: ignore[assignment,misc]
-    ClassifierMixin = _FallbackClassifierMixin  # type: ignore[assignment,misc]
-    NotFittedError = _FallbackNotFittedError  # type: ignore[assignment,misc]
-    DataConversionWarning = _FallbackDataConversionWarning  # type: ignore[assignment,misc]
+except ImportError:  # pragma: no cover - the stand-ins are tested directly
+    BaseEstimator = _BaseEstimator  # type: ignore[assignment,misc]
+    ClassifierMixin = _ClassifierMixin  # type: ignore[assignment,misc]
+    NotFittedError = _NotFittedError  # type: ignore[assignment,misc]
+    DataConversionWarning = _DataConversionWarning  # type: ignore[assignment,misc]
 
 
 def _to_numpy(value: Any) -> np.ndarray:
