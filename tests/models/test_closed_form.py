@@ -109,7 +109,8 @@ def test_ledoit_wolf_shrinkage_matches_sklearn():
         r = torch.randn(n, d, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
         r[:, 0] *= 5
         sigma = r.T @ r / n
-        alpha = _ledoit_wolf_shrinkage(r, torch.trace(sigma), (sigma * sigma).sum())
+        spread = ((r * r).sum(1) ** 2).sum() / n
+        alpha = _ledoit_wolf_shrinkage(n, d, torch.trace(sigma), (sigma * sigma).sum(), spread)
         assert float(alpha) == pytest.approx(
             ledoit_wolf_shrinkage(r.numpy(), assume_centered=True), rel=1e-10
         )
@@ -166,6 +167,18 @@ def test_binary_is_the_difference_of_the_two_class_softmax_solution():
     np.testing.assert_allclose(clf.coef_[0], expected_w, rtol=1e-9)
     np.testing.assert_allclose(clf.intercept_[0], expected_b, rtol=1e-9)
     np.testing.assert_allclose(clf.decision_function(x), x @ expected_w + expected_b, rtol=1e-9, atol=1e-9)
+
+
+def test_row_blocks_do_not_change_the_result(monkeypatch):
+    from logitkit.models import closed_form
+
+    x, y = _random_problem(12, n=50, d=3)
+    expected = LF.closed_form_softmax_regression(x, y, ridge="auto", whiten=False)
+    monkeypatch.setattr(closed_form, "_BLOCK_BYTES", 7 * 8 * 3)  # 7 rows per block
+    for actual, wanted in zip(
+        LF.closed_form_softmax_regression(x, y, ridge="auto", whiten=False), expected, strict=True
+    ):
+        torch.testing.assert_close(actual, wanted, rtol=1e-12, atol=1e-12)
 
 
 def test_zero_count_class_is_never_predicted():

@@ -62,6 +62,8 @@ from logitkit import _checks
 __all__ = ["ClosedFormSolution", "closed_form_softmax_regression"]
 
 _COVARIANCES = ("pooled", "total")
+# Rows of the (n, d) residual processed at a time: small enough to stay in cache.
+_BLOCK_BYTES = 4 << 20
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -166,20 +168,21 @@ def _solve(
         p = priors.to(x.dtype)
         log_prior = torch.log(p / p.sum())
     # Residuals from the class means (pooled) or the overall mean (total): no cancellation.
-    residual = x - (means[target] if covariance == "pooled" else mean)
     # Fewer samples than features and whitening: every d x d quantity is replaced by an n x n one
     # (the data span at most n - 1 directions), O(n^2 d) instead of O(d^3).
     thin = whiten and n < d
     if thin:
+        residual = x - (means[target] if covariance == "pooled" else mean)
         gram = residual @ residual.T / n  # same trace and Frobenius norm as Sigma
         trace, frobenius_sq = torch.diagonal(gram).sum(), (gram * gram).sum()
+        spread = ((residual * residual).sum(1) ** 2).sum() / n
     else:
-        sigma = residual.T @ residual / n
+        sigma, spread = _scatter(x, target, means if covariance == "pooled" else None, mean)
         trace, frobenius_sq = torch.diagonal(sigma).sum(), (sigma * sigma).sum()
     average = trace / d  # the mean variance, the unit of the ridge
     shrinkage = None
     if ridge == "auto":
-        shrinkage = _ledoit_wolf_shrinkage(residual, trace, frobenius_sq)
+        shrinkage = _ledoit_wolf_shrinkage(n, d, trace, frobenius_sq, spread)
         factor, ridge_value = 1.0 - shrinkage, shrinkage * average
     else:
         factor, ridge_value = 1.0, float(ridge) * average
@@ -210,10 +213,14 @@ def _solve(
             inverse = torch.where(keep, 1.0 / torch.where(keep, variance, 1.0), 0.0)
             transform = basis * torch.sqrt(inverse)
         # x @ transform has identity covariance on the kept directions, and
-        # T^T (a Sigma + c I) T = a (R T)^T (R T) / n + c diag(1 / s). Dropped directions are zero
-        # rows and columns of the system; the means are zero there too.
-        projected = residual @ transform
-        system = factor * (projected.T @ projected / n) + torch.diag_embed(ridge_value * inverse)
+        # T^T (a Sigma + c I) T = a T^T Sigma T + c diag(1 / s). Dropped directions are zero rows
+        # and columns of the system; the means are zero there too.
+        if thin:
+            projected = residual @ transform
+            whitened_sigma = projected.T @ projected / n
+        else:
+            whitened_sigma = transform.T @ sigma @ transform
+        system = factor * whitened_sigma + torch.diag_embed(ridge_value * inverse)
         mu = means @ transform
         directions = keep.sum()
     else:
@@ -261,17 +268,33 @@ def _cholesky_solve(
     return solved * scale, quadratic
 
 
-def _ledoit_wolf_shrinkage(residual: Tensor, trace: Tensor, frobenius_sq: Tensor) -> Tensor:
+def _scatter(x: Tensor, target: Tensor, means: Tensor | None, mean: Tensor) -> tuple[Tensor, Tensor]:
+    """``(Sigma, sum_k |r_k|^4 / n)`` for the residuals ``r = x - means[target]`` (or ``x - mean``),
+    accumulated over row blocks so that no ``(n, d)`` temporary is allocated."""
+    n, d = x.shape
+    sigma = x.new_zeros(d, d)
+    spread = x.new_zeros(())
+    rows = max(1, _BLOCK_BYTES // (x.element_size() * d))
+    for start in range(0, n, rows):
+        block = x[start : start + rows]
+        residual = block - (mean if means is None else means[target[start : start + rows]])
+        sigma = (
+            sigma.addmm(residual.T, residual) if sigma.requires_grad else sigma.addmm_(residual.T, residual)
+        )
+        spread = spread + ((residual * residual).sum(1) ** 2).sum()
+    return sigma / n, spread / n
+
+
+def _ledoit_wolf_shrinkage(n: int, d: int, trace: Tensor, frobenius_sq: Tensor, spread: Tensor) -> Tensor:
     r"""Ledoit-Wolf (2004) shrinkage intensity of :math:`\Sigma = R^\top R / n` towards
     :math:`m I`, :math:`m = \mathrm{tr}\,\Sigma / d`: :math:`\min(\bar b^2, d^2) / d^2` with
     :math:`d^2 = \lVert \Sigma - mI \rVert^2` and
-    :math:`\bar b^2 = \frac1{n^2} \sum_k \lVert r_k r_k^\top - \Sigma \rVert^2` (norms
-    :math:`\lVert A \rVert^2 = \mathrm{tr}(AA^\top)/d`), from :math:`\mathrm{tr}\,\Sigma` and
-    :math:`\lVert \Sigma \rVert_F^2`."""
-    n, d = residual.shape
+    :math:`\bar b^2 = \frac1{n^2} \sum_k \lVert r_k r_k^\top - \Sigma \rVert^2
+    = \frac1{nd}\big(\frac1n \sum_k |r_k|^4 - \lVert \Sigma \rVert_F^2\big)` (norms
+    :math:`\lVert A \rVert^2 = \mathrm{tr}(AA^\top)/d`); ``spread`` is
+    :math:`\frac1n \sum_k |r_k|^4`."""
     m = trace / d
     distance = (frobenius_sq - 2 * m * trace + d * m * m) / d
-    spread = ((residual * residual).sum(1) ** 2).sum() / n
     b_bar = (spread - frobenius_sq) / (n * d)
     b = torch.minimum(b_bar, distance)
     safe = torch.where(distance > 0, distance, 1.0)
