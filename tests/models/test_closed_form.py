@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -321,6 +321,7 @@ def test_approaches_maximum_likelihood_logistic_regression_on_gaussian_data():
     np.testing.assert_allclose(ours.intercept_, mle.intercept_, atol=0.05)
 
 
+@settings(max_examples=15)
 @given(st.integers(0, 10_000), st.floats(-100, 100), st.floats(0.01, 100))
 def test_property_shift_scale_and_permutation_invariance(seed, shift, scale):
     x, y = _random_problem(seed, n=24, d=3)
