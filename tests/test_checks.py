@@ -95,3 +95,27 @@ def test_index_target_check():
         3,
         None,
     )
+
+
+def test_check_finite():
+    _checks.check_finite(torch.tensor([1.0, -2.0]), "x")
+    _checks.check_finite(torch.empty(0), "x")
+    assert_raises(
+        ValueError,
+        "x: expected finite values, got NaN",
+        _checks.check_finite,
+        torch.tensor([float("nan")]),
+        "x",
+    )
+    assert_raises(
+        ValueError,
+        "x: expected finite values, got infinity",
+        _checks.check_finite,
+        torch.tensor([1.0, -float("inf")]),
+        "x",
+    )
+    logitkit.set_validate_args(False)
+    try:
+        _checks.check_finite(torch.tensor([float("nan")]), "x")
+    finally:
+        logitkit.set_validate_args(True)

@@ -25,6 +25,7 @@ from torch import Tensor
 __all__ = [
     "check_class_weight",
     "check_dim",
+    "check_finite",
     "check_floating",
     "check_in_unit_interval",
     "check_index_target",
@@ -155,6 +156,17 @@ def check_in_unit_interval(value: Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected values in [0, 1], got NaN")
     if lo < 0 or hi > 1:
         raise ValueError(f"{name}: expected values in [0, 1], got values in [{lo:g}, {hi:g}]")
+
+
+def check_finite(value: Tensor, name: str) -> None:
+    """No NaN and no infinity (features, sample values)."""
+    if not validate_args_enabled() or value.numel() == 0:
+        return
+    detached = value.detach()
+    if bool(torch.isnan(detached).any()):
+        raise ValueError(f"{name}: expected finite values, got NaN")
+    if bool(torch.isinf(detached).any()):
+        raise ValueError(f"{name}: expected finite values, got infinity")
 
 
 def check_nonnegative_values(value: Tensor, name: str) -> None:

@@ -4,6 +4,10 @@ This module only re-exports; each function is defined (and documented) in its ow
 """
 
 from logitkit.losses.cross_entropy import cross_entropy
+from logitkit.models.attention import entropy_invariant_attention, entropy_invariant_scale
+from logitkit.models.closed_form import closed_form_softmax_regression
+from logitkit.models.masking import drop_tokens, mae_key_mask, mlm_consistent_embeddings
+from logitkit.models.vae import importance_log_likelihood, iwae_loss
 from logitkit.ops.softmax import (
     log_softmax,
     logsumexp,
@@ -14,9 +18,17 @@ from logitkit.ops.softmax import (
 )
 
 __all__ = [
+    "closed_form_softmax_regression",
     "cross_entropy",
+    "drop_tokens",
+    "entropy_invariant_attention",
+    "entropy_invariant_scale",
+    "importance_log_likelihood",
+    "iwae_loss",
     "log_softmax",
     "logsumexp",
+    "mae_key_mask",
+    "mlm_consistent_embeddings",
     "smooth_max",
     "smooth_min",
     "soft_argmax",
