@@ -4,6 +4,11 @@ This module only re-exports; each function is defined (and documented) in its ow
 """
 
 from logitkit.losses.cross_entropy import cross_entropy
+from logitkit.losses.exact import exact_loss
+from logitkit.losses.flooding import flooding
+from logitkit.losses.margin import am_softmax_loss, simpler_a_softmax_loss
+from logitkit.losses.smooth_metrics import f1_weighted_bce, smooth_accuracy_loss, smooth_f1_loss
+from logitkit.losses.tailr import tailr_loss
 from logitkit.ops.softmax import (
     log_softmax,
     logsumexp,
@@ -14,11 +19,19 @@ from logitkit.ops.softmax import (
 )
 
 __all__ = [
+    "am_softmax_loss",
     "cross_entropy",
+    "exact_loss",
+    "f1_weighted_bce",
+    "flooding",
     "log_softmax",
     "logsumexp",
+    "simpler_a_softmax_loss",
+    "smooth_accuracy_loss",
+    "smooth_f1_loss",
     "smooth_max",
     "smooth_min",
     "soft_argmax",
     "softmax",
+    "tailr_loss",
 ]

@@ -4,13 +4,27 @@ This module only re-exports; each Module is defined next to its function.
 """
 
 from logitkit.losses.cross_entropy import CrossEntropyLoss
+from logitkit.losses.exact import ExactLoss
+from logitkit.losses.flooding import Flooding
+from logitkit.losses.margin import AMSoftmaxLoss, CosineClassifier, SimplerASoftmaxLoss
+from logitkit.losses.smooth_metrics import F1WeightedBCELoss, SmoothAccuracyLoss, SmoothF1Loss
+from logitkit.losses.tailr import TaiLrLoss
 from logitkit.ops.softmax import LogSoftmax, LogSumExp, SmoothMax, SmoothMin, Softmax
 
 __all__ = [
+    "AMSoftmaxLoss",
+    "CosineClassifier",
     "CrossEntropyLoss",
+    "ExactLoss",
+    "F1WeightedBCELoss",
+    "Flooding",
     "LogSoftmax",
     "LogSumExp",
+    "SimplerASoftmaxLoss",
+    "SmoothAccuracyLoss",
+    "SmoothF1Loss",
     "SmoothMax",
     "SmoothMin",
     "Softmax",
+    "TaiLrLoss",
 ]
