@@ -42,7 +42,8 @@ from torch import Tensor, nn
 
 from logitkit import _checks, _reduce
 from logitkit.losses._base import Loss
-from logitkit.losses.cross_entropy import compute_dtype, cross_entropy
+from logitkit.losses._softmax_fused import class_term_loss
+from logitkit.losses.cross_entropy import compute_dtype
 
 __all__ = [
     "AMSoftmaxLoss",
@@ -69,7 +70,7 @@ def _check_cosines(input: Tensor) -> None:
 def _margin_cross_entropy(
     input: Tensor,
     target: Tensor,
-    target_shift,
+    psi,
     *,
     scale: float,
     weight: Tensor | None,
@@ -77,8 +78,8 @@ def _margin_cross_entropy(
     reduction: str,
     label_smoothing: float,
 ) -> Tensor:
-    """Cross-entropy on ``scale * (cos + shift at the target)``; ``target_shift(cos_y)`` gives
-    :math:`\\psi(\\theta_t) - \\cos\\theta_t` per sample."""
+    r"""Cross-entropy of ``scale * cos`` with the target cosine replaced by ``psi(cos_t)``;
+    ``psi(c)`` returns :math:`(\psi(c) - c, \psi'(c))`, the slope None when it is 1."""
     _checks.check_floating(input, "input")
     _checks.check_tensor(target, "target")
     _checks.check_number(scale, "scale", low=0.0, low_open=True)
@@ -90,21 +91,30 @@ def _margin_cross_entropy(
         raise TypeError(f"target: margin losses expect integer class indices, got dtype {target.dtype}")
     assert tgt.valid is not None
     _check_cosines(input)
+    if weight is not None:
+        _checks.check_class_weight(weight, tgt.num_classes)
+    _checks.check_label_smoothing(label_smoothing)
+    _checks.check_reduction(reduction)
     cd = compute_dtype(input.dtype)
-    col = tgt.index.unsqueeze(1)
-    cos = input.to(cd)
-    shift = torch.where(tgt.valid.unsqueeze(1), target_shift(cos.gather(1, col)), 0.0)
-    # One copy of the logits: scaled cosines with the target shifted (the backward of `mul`
-    # needs neither operand's value, so the in-place scatter is safe).
-    logits = (cos * scale).scatter_add_(1, col, shift * scale)
-    out = cross_entropy(
-        logits,
-        target,
-        weight=weight,
-        ignore_index=ignore_index,
-        reduction=reduction,
+    w = None if weight is None else weight.to(cd)
+    cos_t = input.detach().gather(1, tgt.index.unsqueeze(1)).squeeze(1).to(cd)
+    shift, slope = psi(cos_t)
+    shift = torch.where(tgt.valid, shift, 0.0)
+    slope = None if slope is None else torch.where(tgt.valid, slope, 1.0)
+    # Cross-entropy of the scaled adjusted cosines in one fused pass: the target shift is added
+    # inside each block (no copy of the logits) and psi' scales the target's gradient.
+    per_sample = class_term_loss(
+        input,
+        tgt,
+        kind="nll",
+        weight=w,
         label_smoothing=label_smoothing,
+        temperature=1.0 / scale,
+        shift=shift,
+        slope=slope,
     )
+    denominator = _reduce.mean_denominator(tgt, w, cd) if reduction == "mean" else None
+    out = _reduce.reduce_loss(per_sample, reduction, denominator)
     if unbatched and reduction == "none":
         out = out.squeeze(0)
     return out.to(input.dtype)
@@ -154,7 +164,7 @@ def am_softmax_loss(
     return _margin_cross_entropy(
         input,
         target,
-        lambda cos_t: torch.full_like(cos_t, -float(margin)),
+        lambda cos_t: (torch.full_like(cos_t, -float(margin)), None),
         scale=scale,
         weight=weight,
         ignore_index=ignore_index,
@@ -163,12 +173,16 @@ def am_softmax_loss(
     )
 
 
-def _chebyshev(c: Tensor, m: int) -> Tensor:
-    r""":math:`T_m(c) = \cos(m \arccos c)` by the recurrence :math:`T_{k+1} = 2c\,T_k - T_{k-1}`."""
-    previous, current = torch.ones_like(c), c
+def _chebyshev(c: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    r""":math:`T_m(c) = \cos(m \arccos c)` and :math:`T_m'(c) = m\,U_{m-1}(c)` by the recurrences
+    :math:`T_{k+1} = 2c\,T_k - T_{k-1}` and :math:`U_{k+1} = 2c\,U_k - U_{k-1}` (:math:`U_0 = 1`,
+    :math:`U_1 = 2c`)."""
+    t_prev, t = torch.ones_like(c), c
+    u_prev, u = torch.zeros_like(c), torch.ones_like(c)  # U_{-1} = 0, U_0 = 1
     for _ in range(m - 1):
-        previous, current = current, 2.0 * c * current - previous
-    return current
+        t_prev, t = t, 2.0 * c * t - t_prev
+        u_prev, u = u, 2.0 * c * u - u_prev
+    return t, m * u
 
 
 def simpler_a_softmax_loss(
@@ -209,13 +223,16 @@ def simpler_a_softmax_loss(
     """
     _checks.check_number(m, "m", low=1, integer=True)
 
-    def shift(cos_t: Tensor) -> Tensor:
-        return -torch.relu(cos_t - _chebyshev(cos_t, int(m)))
+    def psi(cos_t: Tensor) -> tuple[Tensor, Tensor]:
+        # psi = min(T_m(c), c): shift T_m(c) - c where T_m(c) < c, slope T_m'(c) there, else 1
+        t, dt = _chebyshev(cos_t, int(m))
+        below = t < cos_t
+        return torch.where(below, t - cos_t, 0.0), torch.where(below, dt, 1.0)
 
     return _margin_cross_entropy(
         input,
         target,
-        shift,
+        psi,
         scale=scale,
         weight=weight,
         ignore_index=ignore_index,

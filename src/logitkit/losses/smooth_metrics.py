@@ -33,8 +33,9 @@ from torch import Tensor, nn
 
 from logitkit import _checks, _reduce
 from logitkit.losses._base import Loss
+from logitkit.losses._softmax_fused import class_sums, class_term_loss
 from logitkit.losses.cross_entropy import compute_dtype, cross_entropy
-from logitkit.ops.softmax import apply_temperature, log_softmax, logsumexp, softmax
+from logitkit.ops.softmax import apply_temperature, log_softmax, logsumexp
 
 __all__ = [
     "F1WeightedBCELoss",
@@ -203,10 +204,7 @@ def smooth_accuracy_loss(
             zero = coeff == 0
             log_terms = torch.where(zero, float("-inf"), torch.log(torch.where(zero, 1.0, coeff)) + logp)
             return _neg_log_mean(log_terms, denominator.log()).to(input.dtype)
-        p = softmax(input, 1, temperature=temperature, dtype=cd)
-        per_sample = _reduce.expected_class_loss(1.0 - p, tgt, weight=w)
-        # A row of all -inf logits has nothing to learn from: loss 0 (as cross_entropy).
-        per_sample = torch.where(torch.isneginf(input.detach().amax(1)), 0.0, per_sample)
+        per_sample = class_term_loss(input, tgt, kind="error", weight=w, temperature=temperature)
     return _reduce.reduce_loss(per_sample, reduction, denominator).to(input.dtype)
 
 
@@ -295,20 +293,12 @@ def smooth_f1_loss(
         tp, support, predicted = (t * p).sum(dims), t.sum(dims), p.sum(dims)
     else:
         tgt = _reduce.class_target(input, target, ignore_index=ignore_index)
-        p = softmax(input, 1, temperature=temperature, dtype=cd)
-        dims = [d for d in range(p.dim()) if d != 1]
+        tp, predicted = class_sums(input, tgt, temperature=temperature)
         if tgt.index is not None:
             assert tgt.valid is not None
-            valid = tgt.valid.to(cd)
-            classes = tgt.index.reshape(-1)
-            p_y = p.gather(1, tgt.index.unsqueeze(1)).reshape(-1) * valid.reshape(-1)
-            tp = torch.zeros(tgt.num_classes, dtype=cd, device=p.device).index_add(0, classes, p_y)
-            support = torch.zeros_like(tp).index_add_(0, classes, valid.reshape(-1))
-            # sum over non-ignored samples without a masked copy of p
-            predicted = torch.einsum("n...,nc...->c", valid, p)
+            support = torch.zeros_like(tp).index_add_(0, tgt.index.reshape(-1), tgt.valid.reshape(-1).to(cd))
         else:
-            q = tgt.probs.to(cd)
-            tp, support, predicted = (q * p).sum(dims), q.sum(dims), p.sum(dims)
+            support = tgt.probs.to(cd).sum([d for d in range(input.dim()) if d != 1])
     return _f1_loss_from_sums(tp, support, predicted, average, float(zero_division)).to(input.dtype)
 
 

@@ -44,8 +44,8 @@ from torch import Tensor
 
 from logitkit import _checks, _reduce
 from logitkit.losses._base import Loss
+from logitkit.losses._softmax_fused import class_term_loss
 from logitkit.losses.cross_entropy import compute_dtype, cross_entropy
-from logitkit.ops.softmax import log_softmax
 
 __all__ = ["TaiLrLoss", "tailr_loss"]
 
@@ -164,12 +164,11 @@ def tailr_loss(
         if w is not None:
             per_sample = per_sample * w[tgt.index]
     else:
-        logp = log_softmax(input, 1, dtype=cd)
-        terms = _tailr_terms(-logp, gamma, form, min_weight)
-        per_sample = _reduce.expected_class_loss(terms, tgt, weight=w, label_smoothing=label_smoothing)
-        # A row of all -inf logits has nothing to learn from: loss 0 (as cross_entropy).
-        dead = torch.isneginf(logp.detach().amax(1))
-        per_sample = torch.where(dead, 0.0, per_sample)
+        # Every class term counts: one fused pass over the logits (losses/_softmax_fused.py).
+        kind, params = ("tailr", (gamma,)) if form == "closed" else ("tailr_weighted", (gamma, min_weight))
+        per_sample = class_term_loss(
+            input, tgt, kind=kind, params=params, weight=w, label_smoothing=label_smoothing
+        )
     denominator = _reduce.mean_denominator(tgt, w, cd) if reduction == "mean" else None
     out = _reduce.reduce_loss(per_sample, reduction, denominator)
     if unbatched and reduction == "none":
