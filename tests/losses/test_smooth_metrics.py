@@ -335,26 +335,23 @@ def test_running_f1_module():
 
 
 def test_gradcheck():
-    x, y = _case((3, 4, 2), "index", -100)
-    _, probs = _case((3, 4, 2), "probs", -100)
-    w = torch.rand(4, dtype=torch.float64) + 0.1
-    assert_gradcheck(lambda v: LF.smooth_accuracy_loss(v, y, weight=w, temperature=0.7), x, gradgrad=True)
+    x, y = _case((2, 3, 2), "index", -100)
+    _, probs = _case((2, 3, 2), "probs", -100)
+    w = torch.rand(3, dtype=torch.float64) + 0.1
+    tau = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    assert_gradcheck(lambda v, s: LF.smooth_accuracy_loss(v, y, weight=w, temperature=s), x, tau)
     assert_gradcheck(lambda v: LF.smooth_accuracy_loss(v, probs, reduction="none"), x)
     assert_gradcheck(lambda v: LF.smooth_accuracy_loss(v, y, log=True), x)
     assert_gradcheck(lambda v: LF.smooth_accuracy_loss(v, probs, log=True), x)
-    for average in ("macro", "micro", "none"):
-        assert_gradcheck(lambda v, a=average: LF.smooth_f1_loss(v, y, average=a), x)
-        assert_gradcheck(lambda v, a=average: LF.smooth_f1_loss(v, probs, average=a), x)
-    xb, tb = _binary_case((4, 3), soft=True)
-    tau = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    assert_gradcheck(lambda v, s: LF.smooth_f1_loss(v, y, average="none", temperature=s), x, tau)
+    assert_gradcheck(lambda v: LF.smooth_f1_loss(v, probs), x)
+    xb, tb = _binary_case((3, 2), soft=True)
     assert_gradcheck(
         lambda v, s: LF.smooth_accuracy_loss(v, tb, task="binary", temperature=s), xb, tau, gradgrad=True
     )
     assert_gradcheck(lambda v: LF.smooth_accuracy_loss(v, tb, task="multilabel", log=True), xb)
-    assert_gradcheck(
-        lambda v, s: LF.smooth_f1_loss(v, tb, task="multilabel", temperature=s), xb, tau, gradgrad=True
-    )
-    assert_gradcheck(lambda v: LF.f1_weighted_bce(v, tb, f1=0.6, min_weight=0.35), xb, gradgrad=True)
+    assert_gradcheck(lambda v: LF.smooth_f1_loss(v, tb, task="multilabel"), xb)
+    assert_gradcheck(lambda v: LF.f1_weighted_bce(v, tb, f1=0.6, min_weight=0.35), xb)
 
 
 @pytest.mark.parametrize("shape", [(37, 11), (5, 11, 13)])
@@ -440,14 +437,18 @@ def test_torch_compile_fullgraph():
     y = torch.randint(0, 5, (6, 3))
     probs = torch.softmax(torch.randn(6, 5, 3), 1)
     t = torch.randint(0, 2, (6, 5, 3)).float()
-    assert_compiles(lambda v: LF.smooth_accuracy_loss(v, y), x)
+    # one call per code path: fused CE, class-term kernel, class-sums kernel, element-wise
+    assert_compiles(lambda v: LF.smooth_accuracy_loss(v, y, log=True) + LF.smooth_accuracy_loss(v, y), x)
     assert_compiles(lambda v: LF.smooth_accuracy_loss(v, probs, temperature=0.5), x)
-    assert_compiles(lambda v: LF.smooth_accuracy_loss(v, y, log=True), x)
-    assert_compiles(lambda v: LF.smooth_accuracy_loss(v, t, task="multilabel", log=True), x)
-    assert_compiles(lambda v: LF.smooth_f1_loss(v, y), x)
-    assert_compiles(lambda v: LF.smooth_f1_loss(v, probs, average="none"), x)
-    assert_compiles(lambda v: LF.smooth_f1_loss(v, t, task="multilabel"), x)
-    assert_compiles(lambda v: LF.f1_weighted_bce(v, t, task="multilabel"), x)
+    assert_compiles(lambda v: LF.smooth_f1_loss(v, y) + LF.smooth_f1_loss(v, probs, average="micro"), x)
+    assert_compiles(
+        lambda v: (
+            LF.smooth_accuracy_loss(v, t, task="multilabel", log=True)
+            + LF.smooth_f1_loss(v, t, task="multilabel")
+            + LF.f1_weighted_bce(v, t, task="multilabel")
+        ),
+        x,
+    )
 
 
 def test_modules():

@@ -154,7 +154,7 @@ def am_softmax_loss(
     Example:
         >>> cos = torch.tensor([[0.9, 0.2, -0.1]])
         >>> am_softmax_loss(cos, torch.tensor([0]))
-        tensor(2.7537e-05)
+        tensor(2.7538e-05)
         >>> am_softmax_loss(cos, torch.tensor([0]), margin=0.0, scale=1.0)  # CE on the cosines
         tensor(0.6230)
 
