@@ -32,6 +32,7 @@ __all__ = [
     "check_label_smoothing",
     "check_mask",
     "check_nonnegative_values",
+    "check_number",
     "check_one_of",
     "check_positive",
     "check_reduction",
@@ -122,6 +123,31 @@ def check_positive(value: float | Tensor, name: str, *, allow_zero: bool = False
     if not ok:
         sign = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name}: expected a {sign} finite number, got {value!r}")
+
+
+def check_number(
+    value: object,
+    name: str,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> None:
+    """A Python number (an int when ``integer``) in the interval from ``low`` to ``high``.
+
+    The message spells the interval, e.g. ``gamma: expected a number in [0, 1), got 1.0``.
+    """
+    kind = "an integer" if integer else "a number"
+    allowed = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise TypeError(f"{name}: expected {kind}, got {_describe(value)}")
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below and math.isfinite(value)):
+        raise ValueError(f"{name}: expected {kind} in {interval}, got {value!r}")
 
 
 def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:

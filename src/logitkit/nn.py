@@ -4,17 +4,31 @@ This module only re-exports; each Module is defined next to its function.
 """
 
 from logitkit.losses.cross_entropy import CrossEntropyLoss
+from logitkit.losses.exact import ExactLoss
+from logitkit.losses.flooding import Flooding
+from logitkit.losses.margin import AMSoftmaxLoss, CosineClassifier, SimplerASoftmaxLoss
+from logitkit.losses.smooth_metrics import F1WeightedBCELoss, SmoothAccuracyLoss, SmoothF1Loss
+from logitkit.losses.tailr import TaiLrLoss
 from logitkit.models.attention import EntropyInvariantMultiheadAttention
 from logitkit.models.vae import VAE
 from logitkit.ops.softmax import LogSoftmax, LogSumExp, SmoothMax, SmoothMin, Softmax
 
 __all__ = [
     "VAE",
+    "AMSoftmaxLoss",
+    "CosineClassifier",
     "CrossEntropyLoss",
     "EntropyInvariantMultiheadAttention",
+    "ExactLoss",
+    "F1WeightedBCELoss",
+    "Flooding",
     "LogSoftmax",
     "LogSumExp",
+    "SimplerASoftmaxLoss",
+    "SmoothAccuracyLoss",
+    "SmoothF1Loss",
     "SmoothMax",
     "SmoothMin",
     "Softmax",
+    "TaiLrLoss",
 ]
