@@ -205,6 +205,11 @@ def _hash(text: str) -> str:
 
 
 def _identity(experiment: Experiment, ds: lkdata.Dataset, train_config, quick: bool) -> dict:
+    # Round-tripped through JSON so that it compares equal to the stored copy (tuples become lists).
+    return json.loads(json.dumps(_identity_fields(experiment, ds, train_config, quick), default=str))
+
+
+def _identity_fields(experiment: Experiment, ds: lkdata.Dataset, train_config, quick: bool) -> dict:
     return {
         "experiment": experiment.name,
         "dataset": ds.name,
