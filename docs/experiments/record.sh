@@ -20,3 +20,10 @@ for entry in "${runs[@]}"; do
   if [ "${1:-}" = "--fresh" ]; then rm -rf "$out"; fi
   logitkit run "$experiment" --dataset "$dataset" --seeds 5 --out "$out" --no-progress
 done
+python - <<'PY'
+import pathlib
+from logitkit.experiments.report import index
+root = pathlib.Path("docs/experiments")
+dirs = [d for d in sorted(root.iterdir()) if (d / "results.jsonl").is_file()]
+(root / "results.md").write_text(index(dirs, relative_to=root))
+PY

@@ -1,7 +1,8 @@
 """Evaluation metrics for the experiments (numpy in, floats out) and confidence intervals.
 
 Multi-label (scores ``(n, L)``, 0/1 targets): micro / macro F1 and Hamming loss at a decision
-threshold, macro mean average precision (labels with a positive in the evaluated set), ranking loss,
+threshold, macro mean average precision (labels with a positive in the evaluated set), the
+example-based "average precision" of the multi-label literature (LRAP), ranking loss,
 coverage and one-error, calibration of the loss's probability reading, and F1 after per-label
 threshold tuning on a validation set. The scikit-learn implementations are used where they exist
 (``f1_score``, ``hamming_loss``, ``average_precision_score``, ``label_ranking_loss``,
@@ -146,6 +147,7 @@ def multilabel_metrics(
         coverage_error,
         f1_score,
         hamming_loss,
+        label_ranking_average_precision_score,
         label_ranking_loss,
     )
 
@@ -162,6 +164,7 @@ def multilabel_metrics(
     present = targets.sum(0) > 0
     out["map"] = float(average_precision_score(targets[:, present], scores[:, present], average="macro"))
     has = targets.sum(1) > 0
+    out["lrap"] = float(label_ranking_average_precision_score(targets[has], scores[has]))
     out["ranking_loss"] = float(label_ranking_loss(targets[has], scores[has]))
     out["coverage"] = float(coverage_error(targets[has], scores[has]))
     out["one_error"] = one_error(scores, targets)

@@ -105,6 +105,7 @@ EXPERIMENT = Experiment(
         "macro_f1",
         "hamming",
         "map",
+        "lrap",
         "ranking_loss",
         "one_error",
         "coverage",
@@ -119,5 +120,11 @@ EXPERIMENT = Experiment(
     quick={"epochs": 8, "max_train": 1500, "max_eval": 1000},
     pending=PENDING,
     selection_metric="map",
-    notes="The model kept for each run is the epoch with the best validation mAP (patience 10).",
+    notes=(
+        "The model kept for each run is the epoch with the best validation mAP (patience 10). "
+        "mAP is the macro mean of per-label average precision; avg. precision is the example-based "
+        "label-ranking average precision of the multi-label literature. Reference points on yeast "
+        "(ML-kNN, Zhang & Zhou 2007; recalled, unverified): Hamming 19.4, one-error 23.0, ranking "
+        "loss 16.7, avg. precision 76.5; on scene: Hamming 8.5-9, avg. precision 85."
+    ),
 )
