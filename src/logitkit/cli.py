@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -149,7 +150,6 @@ def run(
     from logitkit.data import DatasetMissing
     from logitkit.experiments.report import render
     from logitkit.experiments.runner import RunConflict, default_out
-    from logitkit.experiments.train import dist_info
 
     try:
         exp = experiments.get(name)
@@ -181,7 +181,7 @@ def run(
         sys.exit(130)
     except (DatasetMissing, RunConflict, KeyError, ValueError, TypeError, RuntimeError) as error:
         raise click.ClickException(str(error.args[0]) if error.args else str(error)) from None
-    if dist_info().is_main:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
         _, console = render(run_dir)
         click.echo(console)
 

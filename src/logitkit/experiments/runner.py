@@ -256,7 +256,9 @@ def run(
         torch.set_num_threads(int(threads))
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("device: expected an available CUDA device for --device cuda, got none")
+    joined = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info = init_distributed(device)
+    joined = joined and info.world_size > 1  # this call created the process group
     if device.startswith("cuda") and info.world_size > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     torch_device = torch.device(device)
@@ -392,4 +394,6 @@ def run(
     finally:
         if bar is not None:
             bar.close()
+        if joined:
+            torch.distributed.destroy_process_group()
     return out_dir

@@ -134,8 +134,10 @@ def train(
             total += loss.detach().double().cpu() * len(idx)
             count += len(idx)
         stats = torch.stack([total, torch.tensor(float(count), dtype=torch.float64)])
-        if info.world_size > 1:
+        if info.world_size > 1:  # nccl reduces device tensors only
+            stats = stats.to(x_train.device)
             dist.all_reduce(stats)
+            stats = stats.cpu()
         history["train_loss"].append(float(stats[0] / stats[1]))
         if val_score is not None:
             score = float(val_score(predict(model, x_val).cpu().numpy()))
