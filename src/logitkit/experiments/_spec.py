@@ -3,16 +3,76 @@
 from __future__ import annotations
 
 import json
+import pathlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["Check", "Claim", "Context", "Experiment", "Method", "Pending", "TrainConfig"]
+__all__ = [
+    "Check",
+    "Claim",
+    "Context",
+    "Experiment",
+    "Method",
+    "MetricInfo",
+    "Pending",
+    "Prepared",
+    "TrainConfig",
+    "TrialResult",
+    "TrialRun",
+    "define_metric",
+    "metric_info",
+]
 
-# Metrics where lower is better; every other metric is higher-is-better.
-LOWER_IS_BETTER = {"hamming", "ranking_loss", "coverage", "one_error", "ece", "balanced_error"}
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How a metric is shown and compared: its label, its direction, and whether it is a fraction
+    shown in percent (otherwise its raw value is shown, e.g. a log-likelihood in nats)."""
+
+    label: str
+    lower_is_better: bool = False
+    percent: bool = True
+
+
+METRICS: dict[str, MetricInfo] = {}
+
+
+def define_metric(name: str, label: str, *, lower_is_better: bool = False, percent: bool = True) -> None:
+    """Register how metric ``name`` is labelled, oriented and scaled in reports."""
+    METRICS[name] = MetricInfo(label, lower_is_better, percent)
+
+
+for _name, _label, _lower, _percent in (
+    ("micro_f1", "micro-F1", False, True), ("macro_f1", "macro-F1", False, True),
+    ("hamming", "Hamming", True, True), ("map", "mAP", False, True),
+    ("lrap", "avg. precision", False, True), ("ranking_loss", "ranking loss", True, True),
+    ("one_error", "one-error", True, True), ("coverage", "coverage", True, False),
+    ("ece", "ECE", True, True), ("balanced_error", "balanced error", True, True),
+    ("accuracy", "accuracy", False, True), ("many_accuracy", "many acc.", False, True),
+    ("medium_accuracy", "medium acc.", False, True), ("few_accuracy", "few acc.", False, True),
+):  # fmt: skip
+    define_metric(_name, _label, lower_is_better=_lower, percent=_percent)
+
+
+def metric_info(metric: str, spec: dict | None = None) -> MetricInfo:
+    """A metric's :class:`MetricInfo`: as stored in a run's spec, else registered, else defaults.
+
+    ``tuned_<metric>`` (after threshold tuning) inherits from ``<metric>``.
+    """
+    stored = (spec or {}).get("metric_info", {}).get(metric)
+    if stored is not None:
+        return MetricInfo(**stored)
+    if metric in METRICS:
+        return METRICS[metric]
+    base = metric.removeprefix("tuned_")
+    if base != metric and base in METRICS:
+        info = METRICS[base]
+        return replace(info, label="tuned " + info.label)
+    return MetricInfo(metric)
 
 
 @dataclass(frozen=True)
@@ -108,6 +168,47 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """What a custom experiment's ``prepare`` returns once per run: its data (any object) and the
+    fields that identify it (a run directory refuses results made from other data)."""
+
+    name: str
+    describe: str
+    split: str
+    data: Any
+    sizes: Sequence[int] = ()
+    classes: Sequence[str] = ()  # per-class plots need classes and train_counts
+    train_counts: Sequence[float] = ()
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrialResult:
+    """One (method, seed) outcome of a custom experiment.
+
+    ``history`` holds per-epoch curves (lists); ``history["val"]`` is drawn in ``training.png``.
+    ``per_class`` (optional) is one value per class of :attr:`Prepared.classes`.
+    """
+
+    metrics: dict[str, float]
+    per_class: list = field(default_factory=list)
+    history: dict[str, list] = field(default_factory=dict)
+    best_epoch: int = -1
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """What a trial may use besides its method and seed: the device, a directory for caching
+    trained models between methods and across resumed runs (write atomically), and progress."""
+
+    device: torch.device
+    cache_dir: pathlib.Path
+    quick: bool
+    is_main: bool
+    tick: Callable[[str], None] = lambda message: None
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     hidden: tuple[int, ...] = (256,)
     dropout: float = 0.0
@@ -138,6 +239,13 @@ class Experiment:
     selection_metric: str = ""  # validation metric tracked per epoch (and used by select="best")
     notes: str = ""
     dataset_train: dict = field(default_factory=dict)  # dataset name -> TrainConfig overrides
+    # A custom experiment (another model or protocol than the built-in MLP) supplies both:
+    # prepare(dataset, *, quick, device, params) -> Prepared, once per run, and
+    # trial(method, seed, prepared, train_config, run: TrialRun) -> TrialResult.
+    prepare: Callable[..., Prepared] | None = None
+    trial: Callable[..., TrialResult] | None = None
+    curve_label: str = ""  # y label of history["val"] in training.png
+    extra_plots: Callable[[Any], list[tuple[str, str]]] | None = None  # (summary) -> [(png, caption)]
 
     def train_config(self, dataset: str) -> TrainConfig:
         """The training settings for ``dataset`` (the experiment's, with that dataset's overrides)."""
@@ -179,8 +287,17 @@ class Experiment:
             },
             "selection_metric": self.selection_metric,
             "notes": self.notes,
+            "custom": self.trial is not None,
+            "curve_label": self.curve_label,
+            "metric_info": {m: asdict(metric_info(m)) for m in self._metric_names()},
         }
 
+    def _metric_names(self) -> list[str]:
+        names = list(self.metrics)
+        for check in self.claim.checks:
+            names += [check.metric, check.versus_metric or check.metric]
+        return list(dict.fromkeys(names))
 
-def lower_is_better(metric: str) -> bool:
-    return metric.removeprefix("tuned_") in LOWER_IS_BETTER
+
+def lower_is_better(metric: str, spec: dict | None = None) -> bool:
+    return metric_info(metric, spec).lower_is_better

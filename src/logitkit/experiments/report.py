@@ -14,23 +14,15 @@ import pathlib
 import numpy as np
 
 from logitkit.experiments import metrics as M
-from logitkit.experiments._spec import lower_is_better
+from logitkit.experiments._spec import lower_is_better, metric_info
 from logitkit.experiments.runner import CONFIG, RESULTS, read_results
 
 __all__ = ["Summary", "index", "render", "summarise"]
 
-LABELS = {
-    "micro_f1": "micro-F1", "macro_f1": "macro-F1", "hamming": "Hamming", "map": "mAP",
-    "lrap": "avg. precision",
-    "ranking_loss": "ranking loss", "one_error": "one-error", "coverage": "coverage", "ece": "ECE",
-    "tuned_micro_f1": "tuned micro-F1", "tuned_macro_f1": "tuned macro-F1",
-    "balanced_error": "balanced error", "accuracy": "accuracy", "many_accuracy": "many acc.",
-    "medium_accuracy": "medium acc.", "few_accuracy": "few acc.",
-}  # fmt: skip
 
-
-def _label(metric: str) -> str:
-    return LABELS.get(metric, metric) + (" ↓" if lower_is_better(metric) else "")
+def _label(metric: str, spec: dict | None = None) -> str:
+    info = metric_info(metric, spec)
+    return info.label + (" ↓" if info.lower_is_better else "")
 
 
 class Summary:
@@ -71,7 +63,7 @@ class Summary:
         common = sorted(set(a) & set(b))
         if not common:
             return math.nan, math.nan, 0
-        sign = -1.0 if lower_is_better(metric) else 1.0
+        sign = -1.0 if lower_is_better(metric, self.spec) else 1.0
         mean, half = M.paired_difference([a[s] for s in common], [b[s] for s in common])
         return sign * mean, half, len(common)
 
@@ -88,13 +80,13 @@ def _fmt(mean: float, half: float, scale: float = 1.0) -> str:
     return f"{mean * scale:.2f} ± {half * scale:.2f}"
 
 
-def _scale(metric: str) -> float:
-    return 1.0 if metric == "coverage" else 100.0
+def _scale(metric: str, spec: dict | None = None) -> float:
+    return 100.0 if metric_info(metric, spec).percent else 1.0
 
 
 def results_table(summary: Summary) -> str:
     metrics = summary.spec["metrics"]
-    head = "| method | n | " + " | ".join(_label(m) for m in metrics) + " |"
+    head = "| method | n | " + " | ".join(_label(m, summary.spec) for m in metrics) + " |"
     rule = "|---|---:|" + "---:|" * len(metrics)
     rows = [head, rule]
     for method in summary.methods:
@@ -102,7 +94,7 @@ def results_table(summary: Summary) -> str:
         cells = []
         for metric in metrics:
             mean, half, _ = summary.stat(method, metric)
-            cells.append(_fmt(mean, half, _scale(metric)))
+            cells.append(_fmt(mean, half, _scale(metric, summary.spec)))
         rows.append(f"| {method} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -115,13 +107,13 @@ def baseline_table(summary: Summary) -> str:
     others = [m for m in summary.methods if m != base]
     if not others:
         return f"Only the baseline `{base}` has results; nothing to compare yet."
-    head = "| method | " + " | ".join(_label(m) for m in metrics) + " |"
+    head = "| method | " + " | ".join(_label(m, summary.spec) for m in metrics) + " |"
     rows = [head, "|---|" + "---:|" * len(metrics)]
     for method in others:
         cells = []
         for metric in metrics:
             mean, half, n = summary.paired(method, metric, base)
-            scale = _scale(metric)
+            scale = _scale(metric, summary.spec)
             if not math.isfinite(mean):
                 cells.append("—")
                 continue
@@ -152,17 +144,17 @@ def check_verdicts(summary: Summary) -> tuple[str, list[tuple[str, str]]]:
             continue
 
         # Compare with the best competitor by mean.
-        sign = -1 if lower_is_better(versus_metric) else 1
+        sign = -1 if lower_is_better(versus_metric, summary.spec) else 1
         best = max(available, key=lambda v, vm=versus_metric, sg=sign: summary.stat(v, vm)[0] * sg)
         diff, half, n = summary.paired(method, metric, best, versus_metric)
         margin = float(check.get("margin", 0.0))
         holds = diff > margin if check.get("strict") else diff >= -margin
-        scale = _scale(metric)
+        scale = _scale(metric, summary.spec)
         ci = f" ± {half * scale:.2f}" if math.isfinite(half) else ""
         significant = n >= 2 and math.isfinite(half) and (diff - half > 0 or diff + half < 0)
         detail = (
             f"{'holds' if holds else 'does not hold'}: {method} − {best} "
-            f"({LABELS.get(versus_metric, versus_metric)}) "
+            f"({metric_info(versus_metric, summary.spec).label}) "
             f"= {diff * scale:+.2f}{ci} points (positive = better, {n} paired seeds"
             f"{', significant at 95%' if significant else ', within noise'})"
         )
@@ -179,6 +171,15 @@ def check_verdicts(summary: Summary) -> tuple[str, list[tuple[str, str]]]:
     else:
         verdict = "NOT TESTED: the methods the claim is about have no results yet"
     return verdict, lines
+
+
+def _units(spec: dict) -> str:
+    raw = [metric_info(m, spec).label for m in spec["metrics"] if not metric_info(m, spec).percent]
+    if not raw:
+        return "percent"
+    if len(raw) == len(spec["metrics"]):
+        return "raw values"
+    return f"percent; {', '.join(raw)} as raw values"
 
 
 def _plots(summary: Summary) -> list[tuple[str, str]]:
@@ -200,11 +201,11 @@ def _plots(summary: Summary) -> list[tuple[str, str]]:
         means, halves = [], []
         for method in methods:
             mean, half, _ = summary.stat(method, metric)
-            means.append(mean * _scale(metric))
-            halves.append(0.0 if not math.isfinite(half) else half * _scale(metric))
+            means.append(mean * _scale(metric, summary.spec))
+            halves.append(0.0 if not math.isfinite(half) else half * _scale(metric, summary.spec))
         ax.bar(range(len(methods)), means, yerr=halves, capsize=3, color=colours[: len(methods)])
         ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right", fontsize=7)
-        ax.set_title(_label(metric), fontsize=9)
+        ax.set_title(_label(metric, summary.spec), fontsize=9)
         finite = [m for m in means if math.isfinite(m)]
         if finite:
             lo, hi = min(finite), max(finite)
@@ -220,46 +221,68 @@ def _plots(summary: Summary) -> list[tuple[str, str]]:
     fig.savefig(summary.dir / "metrics.png", dpi=110)
     plt.close(fig)
     made.append(
-        ("metrics.png", "Each metric per method, mean ± 95% CI over seeds (percent; coverage in labels).")
+        ("metrics.png", f"Each metric per method, mean ± 95% CI over seeds ({_units(summary.spec)}).")
     )
 
     # Per class / per label, against the training frequency.
-    counts = np.asarray(summary.config["dataset"]["train_counts"], dtype=np.float64)
-    names = summary.config["identity"]["classes"]
-    order = np.argsort(-counts, kind="stable")
-    multilabel = summary.spec["task"] == "multilabel"
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    for i, method in enumerate(methods):
-        per = [r["per_class"] for (m, _), r in summary.records.items() if m == method]
-        mean = np.nanmean(np.asarray(per, dtype=np.float64), axis=0)
-        ax.plot(
-            range(len(order)),
-            100 * mean[order],
-            marker="o",
-            ms=3,
-            label=method,
-            color=colours[i % len(colours)],
+    if summary.config["dataset"]["train_counts"] and any(r["per_class"] for r in summary.records.values()):
+        counts = np.asarray(summary.config["dataset"]["train_counts"], dtype=np.float64)
+        names = summary.config["identity"]["classes"]
+        order = np.argsort(-counts, kind="stable")
+        multilabel = summary.spec["task"] == "multilabel"
+        fig, ax = plt.subplots(figsize=(7.5, 3.6))
+        for i, method in enumerate(methods):
+            per = [r["per_class"] for (m, _), r in summary.records.items() if m == method]
+            mean = np.nanmean(np.asarray(per, dtype=np.float64), axis=0)
+            ax.plot(
+                range(len(order)),
+                100 * mean[order],
+                marker="o",
+                ms=3,
+                label=method,
+                color=colours[i % len(colours)],
+            )
+        ax.set_xticks(
+            range(len(order)), [f"{names[j]}\n({int(counts[j])})" for j in order], fontsize=6, rotation=60
         )
-    ax.set_xticks(
-        range(len(order)), [f"{names[j]}\n({int(counts[j])})" for j in order], fontsize=6, rotation=60
-    )
-    ax.set_ylabel("test F1 at the native threshold (%)" if multilabel else "test accuracy (%)")
-    ax.set_xlabel(("label" if multilabel else "class") + " (training count), most frequent first")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    name = "per_label.png" if multilabel else "per_class.png"
-    fig.savefig(summary.dir / name, dpi=110)
-    plt.close(fig)
-    made.append(
-        (
-            name,
-            ("Per-label F1" if multilabel else "Per-class accuracy")
-            + " by training frequency, mean over seeds.",
+        ax.set_ylabel("test F1 at the native threshold (%)" if multilabel else "test accuracy (%)")
+        ax.set_xlabel(("label" if multilabel else "class") + " (training count), most frequent first")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        name = "per_label.png" if multilabel else "per_class.png"
+        fig.savefig(summary.dir / name, dpi=110)
+        plt.close(fig)
+        made.append(
+            (
+                name,
+                ("Per-label F1" if multilabel else "Per-class accuracy")
+                + " by training frequency, mean over seeds.",
+            )
         )
-    )
 
-    # Validation curve per epoch.
+    # Validation curve per epoch (percent for the built-in metrics; raw for a custom curve_label).
+    made += _training_curves(summary, plt, colours)
+    made += _experiment_plots(summary)
+    return made
+
+
+def _experiment_plots(summary: Summary) -> list[tuple[str, str]]:
+    """The plots a custom experiment draws itself (``Experiment.extra_plots``)."""
+    from logitkit.experiments import get
+
+    try:
+        experiment = get(summary.spec["name"])
+    except KeyError:  # a run of an experiment this installation does not know
+        return []
+    return list(experiment.extra_plots(summary)) if experiment.extra_plots else []
+
+
+def _training_curves(summary: Summary, plt, colours) -> list[tuple[str, str]]:
+    methods = summary.methods
+    if not any(r["history"].get("val") for r in summary.records.values()):
+        return []
+    scale = 1.0 if summary.spec.get("curve_label") else 100.0
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
     for i, method in enumerate(methods):
         curves = [r["history"].get("val", []) for (m, _), r in summary.records.items() if m == method]
@@ -272,22 +295,45 @@ def _plots(summary: Summary) -> list[tuple[str, str]]:
             padded[j, : len(c)] = c
         ax.plot(
             np.arange(1, length + 1),
-            100 * np.nanmean(padded, 0),
+            scale * np.nanmean(padded, 0),
             label=method,
             color=colours[i % len(colours)],
         )
     ax.set_xlabel("epoch")
     sel = summary.spec.get("selection_metric", "")
-    ax.set_ylabel(f"validation {'mAP' if sel == 'map' else 'balanced accuracy'} (%)")
+    default_label = f"validation {'mAP' if sel == 'map' else 'balanced accuracy'} (%)"
+    ax.set_ylabel(summary.spec.get("curve_label") or default_label)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(summary.dir / "training.png", dpi=110)
     plt.close(fig)
-    made.append(
-        ("training.png", "Validation metric per epoch (mean over seeds; runs stopped early end sooner).")
-    )
-    return made
+    caption = summary.spec.get("curve_label") or "Validation metric"
+    return [("training.png", f"{caption} per epoch (mean over seeds; runs stopped early end sooner).")]
+
+
+def _setup_lines(spec: dict, config: dict, train: dict) -> list[str]:
+    """The setup bullets: the built-in MLP protocol, or a custom experiment's own notes."""
+    lines = []
+    if config["dataset"]["train_counts"]:
+        lines.append(
+            f"* Training-set counts per {'label' if spec['task'] == 'multilabel' else 'class'}: "
+            f"{', '.join(str(c) for c in config['dataset']['train_counts'])}."
+        )
+    if spec.get("custom"):
+        return [*lines, f"* {spec.get('notes', '')}"] if spec.get("notes") else lines
+    lines += [
+        f"* Model: MLP, hidden {tuple(train['hidden'])}, dropout {train['dropout']}; Adam lr {train['lr']}, "
+        f"weight decay {train['weight_decay']}, batch {train['batch_size']}, {train['epochs']} epochs"
+        + (
+            f", best validation epoch kept (patience {train['patience']})"
+            if train["select"] == "best"
+            else ", last epoch"
+        )
+        + ".",
+        f"* Features standardised with training mean / std. {spec.get('notes', '')}",
+    ]
+    return lines
 
 
 def render(run_dir, *, plots: bool = True) -> tuple[str, str]:
@@ -316,8 +362,7 @@ def render(run_dir, *, plots: bool = True) -> tuple[str, str]:
         "",
         "## Results",
         "",
-        "Test-set metrics in percent (coverage in labels), mean ± 95% CI (Student t) "
-        f"over seeds {seeds_done}.",
+        f"Test-set metrics ({_units(spec)}), mean ± 95% CI (Student t) over seeds {seeds_done}.",
         "↓ marks lower-is-better metrics.",
         "",
         table,
@@ -344,17 +389,7 @@ def render(run_dir, *, plots: bool = True) -> tuple[str, str]:
         "## Setup",
         "",
         f"* Data: {config['dataset']['describe']}. Split: {identity['split']}.",
-        f"* Training-set counts per {'label' if spec['task'] == 'multilabel' else 'class'}: "
-        f"{', '.join(str(c) for c in config['dataset']['train_counts'])}.",
-        f"* Model: MLP, hidden {tuple(train['hidden'])}, dropout {train['dropout']}; Adam lr {train['lr']}, "
-        f"weight decay {train['weight_decay']}, batch {train['batch_size']}, {train['epochs']} epochs"
-        + (
-            f", best validation epoch kept (patience {train['patience']})"
-            if train["select"] == "best"
-            else ", last epoch"
-        )
-        + ".",
-        f"* Features standardised with training mean / std. {spec.get('notes', '')}",
+        *_setup_lines(spec, config, train),
         f"* logitkit {run['logitkit']}, torch {run['torch']}, device {run['device']}, "
         f"{run['threads']} threads, {run['world_size']} process(es).",
     ]

@@ -1,5 +1,9 @@
 """Run an experiment: every (method, seed) pair, each result appended to ``results.jsonl`` at once.
 
+Two kinds of experiments share this loop: the built-in protocol (an MLP on standardised features,
+multi-class or multi-label) and custom ones, whose ``Experiment.prepare`` loads their data once and
+whose ``Experiment.trial`` trains and evaluates one (method, seed) pair with any model.
+
 A run directory holds ``config.json`` (the experiment, dataset, split and training settings),
 ``results.jsonl`` (one JSON line per finished (method, seed) pair, written with a single ``write``,
 ``flush`` and ``fsync``), ``outputs/`` (each trained model's validation and test logits, written to a
@@ -20,7 +24,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -28,7 +32,7 @@ import torch
 import logitkit
 from logitkit import data as lkdata
 from logitkit.experiments import metrics as M
-from logitkit.experiments._spec import Context, Experiment, Method
+from logitkit.experiments._spec import Context, Experiment, Method, TrainConfig, TrialRun
 from logitkit.experiments.train import init_distributed, train
 
 __all__ = ["RunConflict", "append_result", "prepare_dataset", "read_results", "run"]
@@ -232,109 +236,32 @@ def default_out(experiment: str, dataset: str, quick: bool) -> pathlib.Path:
     return pathlib.Path("runs") / f"{experiment}-{stem}{'-quick' if quick else ''}"
 
 
-def run(
-    experiment: Experiment | str,
-    *,
-    dataset: str | None = None,
-    seeds: int = 5,
-    epochs: int | None = None,
-    quick: bool = False,
-    out: str | os.PathLike | None = None,
-    device: str = "cpu",
-    threads: int | None = None,
-    progress: bool = True,
-    dataset_params: dict | None = None,
-    target: str | None = None,
-    methods: list[str] | None = None,
-    on_result: Callable[[dict], None] | None = None,
-) -> pathlib.Path:
-    """Train every (method, seed) pair not yet in ``out/results.jsonl``; return the run directory.
+@dataclass
+class _Plan:
+    """How one run computes its (method, seed) records: the built-in MLP or a custom trial."""
 
-    ``seeds`` runs seeds ``0 .. seeds-1``. ``on_result(record)`` is called after each append (tests
-    use it to simulate an interruption). Under ``torchrun`` every process trains, rank 0 writes.
-    """
-    from logitkit.experiments import get as get_experiment
+    dataset_name: str
+    identity: dict
+    dataset_config: dict
+    train_config: TrainConfig
+    one: Callable  # (method, seed, bar, out_dir) -> {"metrics", "per_class", "history", "best_epoch"}
 
-    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device: expected an available CUDA device for --device cuda, got none")
-    joined = not (torch.distributed.is_available() and torch.distributed.is_initialized())
-    info = init_distributed(device)
-    joined = joined and info.world_size > 1  # this call created the process group
-    if device.startswith("cuda") and info.world_size > 1:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    torch_device = torch.device(device)
 
+def _builtin_plan(exp, dataset, *, quick, epochs, dataset_params, target, device, info) -> _Plan:
+    """The built-in protocol: an MLP on standardised features (multi-class or multi-label)."""
     ds = prepare_dataset(exp, dataset, dataset_params=dataset_params, target=target, quick=quick)
-    train_config = exp.train_config(ds.name)
-    if quick:
-        train_config = replace(train_config, epochs=exp.quick["epochs"])
-    if epochs is not None:
-        train_config = replace(train_config, epochs=int(epochs))
-    selected = list(exp.methods)
-    if methods:
-        unknown = [m for m in methods if m not in {x.name for x in exp.methods}]
-        if unknown:
-            raise KeyError(f"methods: expected names from {[m.name for m in exp.methods]}, got {unknown}")
-        selected = [m for m in exp.methods if m.name in methods]
-
-    out_dir = (
-        pathlib.Path(out) if out is not None else default_out(exp.name, dataset or exp.default_dataset, quick)
-    )
-    identity = _identity(exp, ds, train_config, quick)
-    config_path = out_dir / CONFIG
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if config_path.is_file():
-            stored = json.loads(config_path.read_text())
-            if stored.get("identity") != identity:
-                diff = sorted(k for k in identity if stored.get("identity", {}).get(k) != identity[k])
-                raise RunConflict(
-                    f"{out_dir} holds a run with different settings ({', '.join(diff)}); "
-                    "use another --out, or delete the directory to start over"
-                )
-    config = {
-        "identity": identity,
-        "experiment": exp.spec(),
-        "dataset": {
-            "name": ds.name,
-            "describe": ds.describe(),
-            "split": ds.split,
-            "train_counts": ds.train_counts().tolist(),
-        },
-        "run": {
-            "logitkit": logitkit.__version__,
-            "torch": torch.__version__,
-            "device": device,
-            "threads": torch.get_num_threads(),
-            "world_size": info.world_size,
-            "seeds": list(range(seeds)),
-            "methods": [m.name for m in selected],
-        },
-    }
-    results_path = out_dir / RESULTS
-    if info.is_main:
-        _atomic_json(config_path, config)
-    finished = {(r["method"], r.get("signature"), r["seed"]) for r in read_results(results_path)}
-    outputs_dir = out_dir / OUTPUTS
-    on_disk = {p.name for p in outputs_dir.glob("*.npz")} if outputs_dir.is_dir() else set()
-    if info.world_size > 1:
-        torch.distributed.barrier()
-
-    x_train, y_train, x_val, x_test = _standardise(ds, torch_device)
-    ctx = Context(ds.task, ds.num_classes, ds.train_counts(), len(ds.y_train), torch_device)
+    train_config = _epochs(exp.train_config(ds.name), exp, quick, epochs)
+    x_train, y_train, x_val, x_test = _standardise(ds, device)
+    ctx = Context(ds.task, ds.num_classes, ds.train_counts(), len(ds.y_train), device)
     scorer = val_scorer(ds)
-    pending = [(m, s) for s in range(seeds) for m in selected if (m.name, m.signature(), s) not in finished]
     memory: dict[str, tuple[np.ndarray, np.ndarray, dict, int]] = {}
 
-    def outputs_for(method: Method, seed: int, bar) -> tuple[np.ndarray, np.ndarray, dict, int]:
+    def outputs_for(method: Method, seed: int, bar, outputs_dir: pathlib.Path):
         base = exp.method(method.train_as) if method.train_as else method
         fname = f"{base.name}-{_hash(base.signature())}-s{seed}.npz"
         if fname in memory:
             return memory[fname]
-        if fname in on_disk:
+        if (outputs_dir / fname).is_file():
             with np.load(outputs_dir / fname) as z:
                 got = (z["logits_val"], z["logits_test"], json.loads(str(z["history"])), int(z["best_epoch"]))
         else:
@@ -359,30 +286,186 @@ def run(
         memory[fname] = got
         return got
 
+    def one(method: Method, seed: int, bar, out_dir: pathlib.Path) -> dict:
+        logits_val, logits_test, history, best_epoch = outputs_for(method, seed, bar, out_dir / OUTPUTS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            metrics, per_class = evaluate(method, ds, ctx, logits_val, logits_test)
+        return {"metrics": metrics, "per_class": per_class, "history": history, "best_epoch": best_epoch}
+
+    dataset_config = {
+        "name": ds.name,
+        "describe": ds.describe(),
+        "split": ds.split,
+        "train_counts": ds.train_counts().tolist(),
+    }
+    return _Plan(ds.name, _identity(exp, ds, train_config, quick), dataset_config, train_config, one)
+
+
+def _custom_plan(exp, dataset, *, quick, epochs, dataset_params, device, info) -> _Plan:
+    """A custom experiment: ``exp.prepare`` once, then ``exp.trial`` per (method, seed)."""
+    name = dataset or exp.default_dataset
+    prepared = exp.prepare(name, quick=quick, device=device, params=dict(dataset_params or {}))
+    train_config = _epochs(exp.train_config(prepared.name), exp, quick, epochs)
+    identity = json.loads(
+        json.dumps(
+            {
+                "experiment": exp.name,
+                "dataset": prepared.name,
+                "dataset_params": prepared.params,
+                "split": prepared.split,
+                "sizes": list(prepared.sizes),
+                "classes": list(prepared.classes),
+                "train": train_config.asdict(),
+                "quick": quick,
+            },
+            default=str,
+        )
+    )
+
+    def one(method: Method, seed: int, bar, out_dir: pathlib.Path) -> dict:
+        def tick(message: str) -> None:
+            if bar is not None:
+                bar.set_postfix_str(f"{method.name} seed {seed} {message}", refresh=False)
+                bar.update(0)
+
+        (out_dir / OUTPUTS).mkdir(parents=True, exist_ok=True)
+        trial_run = TrialRun(device, out_dir / OUTPUTS, quick, info.is_main, tick)
+        result = exp.trial(method, seed, prepared, train_config, trial_run)
+        return {
+            "metrics": result.metrics,
+            "per_class": list(result.per_class),
+            "history": result.history,
+            "best_epoch": result.best_epoch,
+        }
+
+    dataset_config = {
+        "name": prepared.name,
+        "describe": prepared.describe,
+        "split": prepared.split,
+        "train_counts": list(prepared.train_counts),
+    }
+    return _Plan(prepared.name, identity, dataset_config, train_config, one)
+
+
+def _epochs(train_config: TrainConfig, exp: Experiment, quick: bool, epochs: int | None) -> TrainConfig:
+    if quick:
+        train_config = replace(train_config, epochs=exp.quick["epochs"])
+    if epochs is not None:
+        train_config = replace(train_config, epochs=int(epochs))
+    return train_config
+
+
+def run(
+    experiment: Experiment | str,
+    *,
+    dataset: str | None = None,
+    seeds: int = 5,
+    epochs: int | None = None,
+    quick: bool = False,
+    out: str | os.PathLike | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    progress: bool = True,
+    dataset_params: dict | None = None,
+    target: str | None = None,
+    methods: list[str] | None = None,
+    on_result: Callable[[dict], None] | None = None,
+) -> pathlib.Path:
+    """Compute every (method, seed) pair not yet in ``out/results.jsonl``; return the run directory.
+
+    ``seeds`` runs seeds ``0 .. seeds-1``. ``on_result(record)`` is called after each append (tests
+    use it to simulate an interruption). Under ``torchrun`` every process trains, rank 0 writes.
+    """
+    from logitkit.experiments import get as get_experiment
+
+    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device: expected an available CUDA device for --device cuda, got none")
+    joined = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    info = init_distributed(device)
+    joined = joined and info.world_size > 1  # this call created the process group
+    if device.startswith("cuda") and info.world_size > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    torch_device = torch.device(device)
+
+    if exp.trial is None:
+        plan = _builtin_plan(
+            exp, dataset, quick=quick, epochs=epochs, dataset_params=dataset_params, target=target,
+            device=torch_device, info=info,
+        )  # fmt: skip
+    else:
+        if target is not None:
+            raise ValueError(f"target: experiment {exp.name!r} reads its own data; got target={target!r}")
+        plan = _custom_plan(
+            exp, dataset, quick=quick, epochs=epochs, dataset_params=dataset_params, device=torch_device,
+            info=info,
+        )  # fmt: skip
+    selected = list(exp.methods)
+    if methods:
+        unknown = [m for m in methods if m not in {x.name for x in exp.methods}]
+        if unknown:
+            raise KeyError(f"methods: expected names from {[m.name for m in exp.methods]}, got {unknown}")
+        selected = [m for m in exp.methods if m.name in methods]
+
+    out_dir = (
+        pathlib.Path(out) if out is not None else default_out(exp.name, dataset or exp.default_dataset, quick)
+    )
+    identity = plan.identity
+    config_path = out_dir / CONFIG
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if config_path.is_file():
+            stored = json.loads(config_path.read_text())
+            if stored.get("identity") != identity:
+                diff = sorted(k for k in identity if stored.get("identity", {}).get(k) != identity[k])
+                raise RunConflict(
+                    f"{out_dir} holds a run with different settings ({', '.join(diff)}); "
+                    "use another --out, or delete the directory to start over"
+                )
+    config = {
+        "identity": identity,
+        "experiment": exp.spec(),
+        "dataset": plan.dataset_config,
+        "run": {
+            "logitkit": logitkit.__version__,
+            "torch": torch.__version__,
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "world_size": info.world_size,
+            "seeds": list(range(seeds)),
+            "methods": [m.name for m in selected],
+        },
+    }
+    results_path = out_dir / RESULTS
+    if info.is_main:
+        _atomic_json(config_path, config)
+    finished = {(r["method"], r.get("signature"), r["seed"]) for r in read_results(results_path)}
+    if info.world_size > 1:
+        torch.distributed.barrier()
+    pending = [(m, s) for s in range(seeds) for m in selected if (m.name, m.signature(), s) not in finished]
+
     bar = None
     if progress and info.is_main and pending:
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=len(pending), desc=f"{exp.name}/{ds.name}", unit="run", dynamic_ncols=True, mininterval=0.5
-        )
+            total=len(pending), desc=f"{exp.name}/{plan.dataset_name}", unit="run", dynamic_ncols=True,
+            mininterval=0.5,
+        )  # fmt: skip
     try:
         for method, seed in pending:
             if bar is not None:
                 bar.set_postfix_str(f"{method.name} seed {seed}", refresh=False)
             started = time.perf_counter()
-            logits_val, logits_test, history, best_epoch = outputs_for(method, seed, bar)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                metrics, per_class = evaluate(method, ds, ctx, logits_val, logits_test)
+            outcome = plan.one(method, seed, bar, out_dir)
             record = {
                 "method": method.name,
                 "signature": method.signature(),
                 "seed": seed,
-                "metrics": metrics,
-                "per_class": per_class,
-                "history": history,
-                "best_epoch": best_epoch,
+                **outcome,
                 "seconds": round(time.perf_counter() - started, 3),
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "logitkit": logitkit.__version__,
