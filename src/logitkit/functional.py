@@ -4,6 +4,7 @@ This module only re-exports; each function is defined (and documented) in its ow
 """
 
 from logitkit.losses.cross_entropy import cross_entropy
+from logitkit.losses.multilabel import sparse_zlpr_loss, zlpr_decode, zlpr_loss, zlpr_probs
 from logitkit.ops.softmax import (
     log_softmax,
     logsumexp,
@@ -21,4 +22,8 @@ __all__ = [
     "smooth_min",
     "soft_argmax",
     "softmax",
+    "sparse_zlpr_loss",
+    "zlpr_decode",
+    "zlpr_loss",
+    "zlpr_probs",
 ]

@@ -4,6 +4,7 @@ This module only re-exports; each Module is defined next to its function.
 """
 
 from logitkit.losses.cross_entropy import CrossEntropyLoss
+from logitkit.losses.multilabel import SparseZLPRLoss, ZLPRLoss
 from logitkit.ops.softmax import LogSoftmax, LogSumExp, SmoothMax, SmoothMin, Softmax
 
 __all__ = [
@@ -13,4 +14,6 @@ __all__ = [
     "SmoothMax",
     "SmoothMin",
     "Softmax",
+    "SparseZLPRLoss",
+    "ZLPRLoss",
 ]
