@@ -166,6 +166,9 @@ def _mixed_problem(n=23, c=9, seed=0, dtype=torch.float64):
     t[14, 0] = 1.0  # a badly wrong positive: the negatives' mass underflows next to it
     x[15, 2], t[15, 2] = 1e4, 0.0
     x[16, 0], t[16, 0] = -1e4, 1.0
+    big = 200.0 if dtype == torch.float32 else 2000.0  # e^{-L} underflows next to an empty group
+    x[17], t[17] = -big, 1.0
+    x[18], t[18] = big, 0.0
     return x.to(dtype), t.to(dtype)
 
 

@@ -123,7 +123,6 @@ class _Pass:
         self.x, self.t, self.keep, self.factor, self.need_grad = x, t, keep, factor, need_grad
         self.cd = compute_dtype(x.dtype)
         self.hard_dtype = t.dtype == torch.bool
-        self.drop = None if keep is None else ~keep
         self.stats = torch.empty(6, n, dtype=self.cd, device=x.device)
         self.grad = torch.empty(n, c, dtype=x.dtype, device=x.device) if need_grad else None
         # After one block shows a -inf logit, later blocks go straight to the masked variants.
@@ -131,6 +130,8 @@ class _Pass:
         self.rows = max(1, min(n, _blocks.BLOCK_BYTES // (4 * max(c, 1))))
         self._scratch: list[Tensor] = []
         self.check = torch.zeros(3, dtype=self.cd, device=x.device)
+        self.blocks = 0
+        self.hard_blocks: list[slice] = []
 
     def scratch(self, k: int, rows: int) -> Tensor:
         """The k-th block-sized scratch buffer (allocated once per pass, reused by every block)."""
@@ -144,15 +145,17 @@ class _Pass:
             return self.grad[n0:n1]
         return self.scratch(0, n1 - n0)
 
-    def factors(self, r: slice) -> Tensor:
-        """:math:`g / (e^{-L} + S)` for both groups, shape ``(2, rows)`` (0 where it overflows)."""
+    def factors(self, r: slice, hard: bool) -> Tensor:
+        """:math:`g / (e^{-L} + S)` for both groups, shape ``(2, rows)``.
+
+        Infinite where :math:`e^{-L} + S` underflows (an empty group next to logits beyond ~100);
+        :func:`_loss_and_handback` recomputes those rows.
+        """
         st = self.stats[:, r]
-        denominator = torch.addcmul(st[4:6], torch.exp(st[0:2].neg()), st[2:4])
-        f = torch.reciprocal(denominator)
-        if self.factor != 1.0:
-            f.mul_(self.factor)
-        # An empty group with e^{-L} = 0 gives inf; its probabilities are all 0 and must stay so.
-        return f.nan_to_num_(posinf=0.0)
+        # Hard blocks share one softmax: the shift and largest probability are in rows 0 and 2.
+        shift, top = (st[0:1], st[2:3]) if hard else (st[0:2], st[2:4])
+        f = torch.addcmul(st[4:6], torch.exp(shift.neg()), top).reciprocal_()
+        return f.mul_(self.factor) if self.factor != 1.0 else f
 
 
 def _hard_block(ps: _Pass, r: slice, tb: Tensor, w: Tensor, h: Tensor) -> None:
@@ -164,15 +167,14 @@ def _hard_block(ps: _Pass, r: slice, tb: Tensor, w: Tensor, h: Tensor) -> None:
     w.sub_(pt)  # exact: p (1 - t) for t in {0, 1}
     torch.sum(w, 1, out=st[4])
     torch.sum(pt, 1, out=st[5])
-    st[1].copy_(st[0])
-    st[3].copy_(st[2])
+    ps.hard_blocks.append(r)  # rows 1 and 3 of the stats are filled in after the loop
     if ps.need_grad:
-        f = ps.factors(r)
+        f = ps.factors(r, hard=True)
         # Two exact steps (p f_n on negatives, then - p f_p added where p (1 - t) is 0).
         w.mul_(f[0].unsqueeze(1)).addcmul_(pt, f[1].unsqueeze(1), value=-1.0)
 
 
-def _robust_u(ps: _Pass, z: Tensor, tb: Tensor, drop: Tensor | None, w: Tensor, h: Tensor) -> None:
+def _robust_u(z: Tensor, tb: Tensor, drop: Tensor | None, w: Tensor, h: Tensor) -> None:
     """:math:`u = (1 - 2t) s` without the ``-inf * 0`` of the fused form, masked entries ``-inf``."""
     sign = torch.mul(tb, -2.0, out=h).add_(1.0)
     torch.mul(z, sign, out=w)
@@ -212,7 +214,7 @@ def _soft_block(ps: _Pass, r: slice, z: Tensor, tb: Tensor, drop: Tensor | None,
     torch.sum(w, 1, out=st[4])
     torch.sum(q, 1, out=st[5])
     if ps.need_grad:
-        f = ps.factors(r)
+        f = ps.factors(r, hard=False)
         w.mul_(f[0].unsqueeze(1)).addcmul_(q, f[1].unsqueeze(1), value=-1.0)
 
 
@@ -221,6 +223,12 @@ def _run(ps: _Pass) -> Tensor:
     n = ps.x.shape[0]
     for n0 in range(0, n, ps.rows):
         _block(ps, n0, min(n, n0 + ps.rows))
+        ps.blocks += 1
+    st = ps.stats
+    hard = [slice(None)] if len(ps.hard_blocks) == ps.blocks else ps.hard_blocks
+    for r in hard:  # one softmax for both groups: same shift and largest probability
+        st[1, r] = st[0, r]
+        st[3, r] = st[2, r]
     return _loss_and_handback(ps)
 
 
@@ -229,10 +237,10 @@ def _block(ps: _Pass, n0: int, n1: int) -> None:
     cd, r = ps.cd, slice(n0, n1)
     z = ps.x[r] if ps.x.dtype == cd else ps.x[r].to(cd)
     tb = ps.t[r] if ps.t.dtype == cd else ps.t[r].to(cd)
-    drop = None if ps.drop is None else ps.drop[r]
+    drop = None if ps.keep is None else ~ps.keep[r]  # per block: a broadcast mask stays a view
     w = ps.work(n0, n1)
     h = ps.scratch(1, n1 - n0)
-    chk = ps.check  # (max, min) of t - t^2, sum of the row maxima of u
+    chk = ps.check  # max and min of t - t^2, sum of the row maxima of u
     if not ps.hard_dtype:
         # t - t^2 is exactly 0 on hard labels, negative outside [0, 1] and NaN for NaN.
         torch.addcmul(tb, tb, tb, value=-1.0, out=h)
@@ -255,7 +263,7 @@ def _block(ps: _Pass, n0: int, n1: int) -> None:
         if not math.isfinite(total):
             ps.robust = True  # -inf logits tend to come in bulk (masks): stop speculating
         if ps.robust:
-            _robust_u(ps, z, tb, drop, w, h)
+            _robust_u(z, tb, drop, w, h)
             torch.amax(w, 1, out=ps.stats[0, r])
         _hard_block(ps, r, tb, w, h)
     _finish_block(ps, n0, n1, w)
@@ -274,15 +282,23 @@ def _loss_and_handback(ps: _Pass) -> Tensor:
     loss = torch.nn.functional.softplus(log_lse + sums.log()).sum(0)
     finfo = torch.finfo(ps.cd)
     threshold = max(c, 1) * finfo.tiny / finfo.eps
-    ok = sums > threshold  # False for NaN
-    if bool(ok.all()):
+    big = sums > threshold  # False for NaN
+    finite = None
+    suspect = ~big
+    if ps.need_grad:
+        # The factors g / (e^{-L} + S) multiply probabilities that may be 0: they must be finite.
+        denominator = torch.addcmul(sums, torch.exp(-st[0:2]), st[2:4])
+        finite = torch.isfinite(denominator.reciprocal_() * ps.factor)
+        suspect |= ~finite
+    if not bool(suspect.any()):
         return loss
-    rows = (~ok).any(0).nonzero().squeeze(1)
+    rows = suspect.any(0).nonzero().squeeze(1)
     # A zero sum is right when the group is empty: no positive (max t = 0) or no negative (min t = 1).
     t_rows = ps.t[rows].to(ps.cd)
-    t_lo, t_hi = t_rows.amin(1), t_rows.amax(1)
-    empty = torch.stack((t_lo == 1, t_hi == 0))
-    side_ok = ok[:, rows] | ((sums[:, rows] == 0) & empty)
+    empty = torch.stack((t_rows.amin(1) == 1, t_rows.amax(1) == 0))
+    side_ok = big[:, rows] | ((sums[:, rows] == 0) & empty)
+    if finite is not None:
+        side_ok &= finite[:, rows]
     rows = rows[~side_ok.all(0)]
     if rows.numel() == 0:
         return loss

@@ -119,9 +119,10 @@ def zlpr_loss(
             ``'none'`` (shape of ``input`` without ``dim``).
 
     Precision: float16 / bfloat16 inputs are computed in float32 and the loss is returned in the
-    input dtype. In eager mode a fused kernel computes the gradient in the forward pass, in
-    cache-sized row blocks; under ``torch.compile`` the plain composition runs (the compiler fuses
-    it). Fastest when ``dim`` is the last, contiguous dimension.
+    input dtype. On CPU in eager mode a fused kernel computes the gradient in the forward pass, in
+    cache-sized row blocks (fastest when ``dim`` is the last, contiguous dimension); under
+    ``torch.compile``, on other devices and when ``target`` requires grad, the plain log-space
+    composition runs (a compiler fuses it).
 
     Example:
         >>> scores = torch.tensor([[2.0, -1.0, 0.5, -3.0]])
@@ -147,7 +148,7 @@ def zlpr_loss(
         _checks.check_mask(mask, input)
         keep = _rows(mask.expand(input.shape), dim)
     x, t = _rows(input, dim), _rows(target, dim)
-    if torch.compiler.is_compiling() or target.requires_grad:
+    if torch.compiler.is_compiling() or target.requires_grad or input.device.type != "cpu":
         if target.is_floating_point():
             _checks.check_in_unit_interval(target, "target")
         per_sample = plain_zlpr(x, t, keep)
