@@ -805,3 +805,18 @@ def test_bad_positives():
     assert_raises(
         TypeError, "threshold: expected a float or a tensor, got 'high'", LF.zlpr_decode, x, threshold="high"
     )
+
+
+@pytest.mark.parametrize(
+    ("shape", "mask_shape", "dim"), [((6, 5), (5,), 1), ((4, 5, 3), (1, 5, 1), 1), ((3, 4, 5), (5,), -1)]
+)
+def test_broadcast_masks(shape, mask_shape, dim):
+    x, t = _case(shape, "hard", dim=dim)
+    mask = _mask(mask_shape, seed=4)
+    mask.view(-1)[0] = False
+    loss = LF.zlpr_loss(x, t, mask=mask, dim=dim, reduction="none")
+    full = mask.expand(shape)
+    expected = ref.zlpr(x.detach().numpy(), t.numpy(), mask=full.numpy(), dim=dim, reduction="none")
+    np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-12)
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert (grad[~full] == 0).all()
