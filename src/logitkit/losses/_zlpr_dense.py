@@ -31,12 +31,17 @@ does nothing when that factor was predicted in forward). Per block:
 * **Soft labels**: two native softmaxes, of :math:`s` and of :math:`-s`, weighted by :math:`1 - t`
   and :math:`t`.
 
+:math:`u` is first computed in one fused op, :math:`s - 2st`; a ``-inf`` logit makes that NaN
+(:math:`-\infty \cdot 0`), so the block is redone as :math:`(1 - 2t) s` with the masked entries
+filled with ``-inf``, and the following blocks start that way (masks come in bulk).
+
 The sums are normalised by the softmax, so a group whose mass is far below the other's may lose
 precision to underflow. Each term that underflows is below ``tiny``, so a group sum
 :math:`S > C \cdot \mathrm{tiny} / \mathrm{eps}` is accurate to ``eps``; rows with a smaller
-non-empty sum, or with a NaN (a ``-inf`` logit carrying a positive label, a fully masked row, a NaN
-input), are recomputed by :func:`plain_zlpr`. Those rows need logit gaps of about 60 (float32) or
-600 (float64) between the two groups.
+non-empty sum, with a NaN (a ``-inf`` logit carrying a positive label, a fully masked row, a NaN
+input), or with an infinite gradient factor (an empty group next to logits beyond ~100) are
+recomputed by :func:`plain_zlpr`. Those rows need logit gaps of about 60 (float32) or 600 (float64)
+between the two groups.
 """
 
 from __future__ import annotations
