@@ -205,8 +205,16 @@ def check_nonnegative_values(value: Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected non-negative values, got {got:g}")
 
 
-def check_index_target(target: Tensor, num_classes: int, ignore_index: int | None) -> None:
-    """Class indices in ``[0, num_classes)``, or equal to ``ignore_index``."""
+def check_index_target(
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int | None,
+    *,
+    name: str = "target",
+    ignore_name: str = "ignore_index",
+) -> None:
+    """Class indices in ``[0, num_classes)``, or equal to ``ignore_index`` (called ``ignore_name``
+    in the message, e.g. ``pad_index``)."""
     if not validate_args_enabled() or target.numel() == 0:
         return
     bad = (target < 0) | (target >= num_classes)
@@ -216,8 +224,8 @@ def check_index_target(target: Tensor, num_classes: int, ignore_index: int | Non
         lo, hi = target.min().item(), target.max().item()
         allowed = f"[0, {num_classes})"
         if ignore_index is not None:
-            allowed += f" or ignore_index={ignore_index}"
-        raise ValueError(f"target: expected class indices in {allowed}, got values in [{lo}, {hi}]")
+            allowed += f" or {ignore_name}={ignore_index}"
+        raise ValueError(f"{name}: expected class indices in {allowed}, got values in [{lo}, {hi}]")
 
 
 def check_class_weight(weight: object, num_classes: int, name: str = "weight") -> Tensor:

@@ -7,6 +7,7 @@ from logitkit.losses.cross_entropy import cross_entropy
 from logitkit.losses.exact import exact_loss
 from logitkit.losses.flooding import flooding
 from logitkit.losses.margin import am_softmax_loss, simpler_a_softmax_loss
+from logitkit.losses.multilabel import sparse_zlpr_loss, zlpr_decode, zlpr_loss, zlpr_probs
 from logitkit.losses.smooth_metrics import f1_weighted_bce, smooth_accuracy_loss, smooth_f1_loss
 from logitkit.losses.tailr import tailr_loss
 from logitkit.models.attention import entropy_invariant_attention, entropy_invariant_scale
@@ -38,5 +39,9 @@ __all__ = [
     "smooth_min",
     "soft_argmax",
     "softmax",
+    "sparse_zlpr_loss",
     "tailr_loss",
+    "zlpr_decode",
+    "zlpr_loss",
+    "zlpr_probs",
 ]

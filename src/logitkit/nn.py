@@ -7,6 +7,7 @@ from logitkit.losses.cross_entropy import CrossEntropyLoss
 from logitkit.losses.exact import ExactLoss
 from logitkit.losses.flooding import Flooding
 from logitkit.losses.margin import AMSoftmaxLoss, CosineClassifier, SimplerASoftmaxLoss
+from logitkit.losses.multilabel import SparseZLPRLoss, ZLPRLoss
 from logitkit.losses.smooth_metrics import F1WeightedBCELoss, SmoothAccuracyLoss, SmoothF1Loss
 from logitkit.losses.tailr import TaiLrLoss
 from logitkit.models.attention import EntropyInvariantMultiheadAttention
@@ -30,5 +31,7 @@ __all__ = [
     "SmoothMax",
     "SmoothMin",
     "Softmax",
+    "SparseZLPRLoss",
     "TaiLrLoss",
+    "ZLPRLoss",
 ]
