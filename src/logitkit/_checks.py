@@ -167,7 +167,9 @@ def check_nonnegative_values(value: Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected non-negative values, got {got:g}")
 
 
-def check_index_target(target: Tensor, num_classes: int, ignore_index: int | None) -> None:
+def check_index_target(
+    target: Tensor, num_classes: int, ignore_index: int | None, name: str = "target"
+) -> None:
     """Class indices in ``[0, num_classes)``, or equal to ``ignore_index``."""
     if not validate_args_enabled() or target.numel() == 0:
         return
@@ -179,7 +181,7 @@ def check_index_target(target: Tensor, num_classes: int, ignore_index: int | Non
         allowed = f"[0, {num_classes})"
         if ignore_index is not None:
             allowed += f" or ignore_index={ignore_index}"
-        raise ValueError(f"target: expected class indices in {allowed}, got values in [{lo}, {hi}]")
+        raise ValueError(f"{name}: expected class indices in {allowed}, got values in [{lo}, {hi}]")
 
 
 def check_class_weight(weight: object, num_classes: int, name: str = "weight") -> Tensor:

@@ -202,15 +202,16 @@ class _SigmoidTerms(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, t, pos_weight, weight = ctx.saved_tensors
-        alpha, kind, param, margin, _ = ctx.config
+        alpha, kind, param, margin, elementwise = ctx.config
         pb = _Problem(x, t, pos_weight, weight, alpha, kind, param, margin)
         grad_x = grad_t = None
         wanted = [v for v, need in ((x, ctx.needs_input_grad[0]), (t, ctx.needs_input_grad[1])) if need]
         if torch.is_grad_enabled() or ctx.needs_input_grad[1]:
             # create_graph=True, or target gradients: differentiate the autograd expression.
             with torch.enable_grad():
+                loss = reference_loss(pb, x, t)
                 grads = torch.autograd.grad(
-                    reference_loss(pb, x, t), wanted, grad, create_graph=torch.is_grad_enabled()
+                    loss if elementwise else loss.sum(), wanted, grad, create_graph=torch.is_grad_enabled()
                 )
             grads = list(grads)
             grad_x = grads.pop(0).to(x.dtype) if ctx.needs_input_grad[0] else None

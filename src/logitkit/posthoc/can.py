@@ -33,7 +33,8 @@ the column sums of the confident rows,
 confident rows of each stack stay of the form :math:`[p^{(r)}]^{\alpha^t} \odot E_j / Z_{rj}`: one
 vector :math:`E_j` and one scalar :math:`Z_{rj}` per (row, stack), updated with two matrix
 products per iteration, in chunks of uncertain rows (no per-row loop, no copy of the confident
-rows per stack).
+rows per stack). The one-iteration path has no data-dependent shapes and runs under
+``torch.compile(fullgraph=True)``; more iterations select the uncertain rows by index (eager).
 
 Computed in float64; returned in the input dtype. A column with no mass anywhere stays 0 (the
 official code adds 1e-10 to denominators instead). With no confident row (and no ``reference``),
@@ -243,14 +244,25 @@ def can(
 
     p = probs.detach().double()
     changed = topk_uncertainty(p, top_k, uncertainty=uncertainty) >= threshold
-    ref = p[~changed] if reference is None else reference.detach().double().to(p.device)
     pri = prior.detach().double().to(p.device).unsqueeze(0)
     alpha = float(alpha)
-    out = p.clone()
-    uncertain = changed.nonzero().squeeze(1)
-    chunk = uncertain.numel() if iterations == 1 else _CHUNK
-    for start in range(0, uncertain.numel(), max(chunk, 1)):
-        index = uncertain[start : start + chunk]
-        out[index] = _alternate(p[index], ref, pri, alpha, iterations)
+    if iterations == 1:
+        # Closed form for every row at once, kept where uncertain: no data-dependent shapes, so it
+        # also runs under torch.compile.
+        p_a = _power(p, alpha)
+        if reference is None:
+            col = (p_a * (~changed).unsqueeze(1)).sum(0, keepdim=True)
+        else:
+            col = _power(reference.detach().double().to(p.device), alpha).sum(0, keepdim=True)
+        col = col + p_a
+        scale = torch.where(col > 0, pri / torch.where(col > 0, col, 1.0), 0.0)
+        out = torch.where(changed.unsqueeze(1), _normalise_rows(p_a * scale, p), p)
+    else:
+        ref = p[~changed] if reference is None else reference.detach().double().to(p.device)
+        out = p.clone()
+        uncertain = changed.nonzero().squeeze(1)
+        for start in range(0, uncertain.numel(), _CHUNK):
+            index = uncertain[start : start + _CHUNK]
+            out[index] = _alternate(p[index], ref, pri, alpha, iterations)
     out = out.to(probs.dtype)
     return CANResult(out, changed) if return_changed else out
