@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from logitkit import _blocks
+from logitkit import _blocks, _checks
 from logitkit.losses._softmax_terms import safe_power
 from logitkit.losses.cross_entropy import compute_dtype
 
@@ -222,6 +222,42 @@ class _SigmoidTerms(torch.autograd.Function):
                 _, buffer = _fused_pass(pb, need_grad=True, elementwise=False)
             grad_x = buffer.mul_(grad.to(buffer.dtype))
         return grad_x, grad_t, None, None, None, None, None, None, None
+
+
+# --------------------------------------------------------------------------------------------
+# Validation and reduction shared by the public sigmoid-family losses
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_binary(input, target, *, pos_weight, weight, reduction):
+    """Validation shared by the sigmoid-family losses."""
+    _checks.check_floating(input, "input")
+    _checks.check_floating(target, "target")
+    _checks.check_same_shape(input, target, "input", "target")
+    _checks.check_in_unit_interval(target, "target")
+    _checks.check_reduction(reduction)
+    for value, name in ((pos_weight, "pos_weight"), (weight, "weight")):
+        if value is None:
+            continue
+        _checks.check_floating(value, name)
+        try:
+            shape = torch.broadcast_shapes(value.shape, input.shape)
+        except RuntimeError:
+            shape = None
+        if shape != input.shape:
+            raise ValueError(
+                f"{name}: expected a shape broadcastable to the input's {tuple(input.shape)}, "
+                f"got {tuple(value.shape)}"
+            )
+        if value.requires_grad:
+            raise ValueError(f"{name}: treated as a constant; pass {name}.detach()")
+        _checks.check_nonnegative_values(value, name)
+
+
+def finish_binary(out: Tensor, reduction: str, numel: int, dtype: torch.dtype) -> Tensor:
+    if reduction == "mean" and numel:
+        out = out / numel
+    return out.to(dtype)
 
 
 def elementwise_loss(

@@ -38,7 +38,7 @@ import math
 import torch
 from torch import Tensor
 
-from logitkit import _blocks, _reduce
+from logitkit import _blocks, _checks, _reduce
 from logitkit.losses.cross_entropy import compute_dtype, cross_entropy
 from logitkit.ops.softmax import _fill_dead_
 
@@ -149,8 +149,13 @@ class _Problem:
         return a if self.cvec is None else a * self.cvec.view(1, c, 1)
 
 
-def _write(out: Tensor, value: Tensor) -> None:
-    out.copy_(value)
+def _finish_gradient(b: Tensor, p: Tensor, out: Tensor) -> None:
+    """``out = b - p * sum(b)`` (per row), written in place when ``out`` is a contiguous block."""
+    total = b.sum(1, keepdim=True)
+    if out.is_contiguous() and out.dtype == b.dtype and not torch.compiler.is_compiling():
+        torch.addcmul(b, p, total, value=-1.0, out=out)
+    else:
+        out.copy_(b.addcmul_(p, total, value=-1.0))
 
 
 def _block(pb: _Problem, z: Tensor, a: Tensor, grad_out: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -168,7 +173,7 @@ def _block(pb: _Problem, z: Tensor, a: Tensor, grad_out: Tensor | None) -> tuple
     p.scatter_(1, arg, p_max)
     # log p; a masked class (-inf) is floored at the most negative finite value, so that a zero
     # coefficient on it gives 0 and a positive one a huge (not NaN) loss.
-    logp = (z - m).add_(torch.log1p(-rest)).clamp_min_(finfo.min)
+    logp = torch.sub(z, m - torch.log1p(-rest)).clamp_min_(finfo.min)
     kind, param = pb.kind, pb.param
     if kind == "focal":
         u = torch.rsub(p, 1.0).scatter_(1, arg, rest)
@@ -191,7 +196,7 @@ def _block(pb: _Problem, z: Tensor, a: Tensor, grad_out: Tensor | None) -> tuple
         # K (s V - v) - a s + p B with v = -weighted, V = loss, B = sum a s
         a_s = torch.mul(a, s)
         grad = s.mul_(loss.unsqueeze(1) * param).add_(weighted, alpha=param).sub_(a_s)
-        _write(grad_out, grad.addcmul_(p, a_s.sum(1, keepdim=True)))
+        grad_out.copy_(grad.addcmul_(p, a_s.sum(1, keepdim=True)))
         return loss, m.squeeze(1)
     # b = a * dphi/dl
     if kind == "truncated":
@@ -205,7 +210,7 @@ def _block(pb: _Problem, z: Tensor, a: Tensor, grad_out: Tensor | None) -> tuple
     else:
         # gamma u^(gamma-1) p l - u^gamma, with u^(gamma-1) = w / u; u = 0 only multiplies w = 0
         b = torch.div(w, u.clamp_min_(finfo.tiny)).mul_(p).mul_(logp).mul_(param).sub_(w).mul_(a)
-    _write(grad_out, b.addcmul_(p, b.sum(1, keepdim=True), value=-1.0))
+    _finish_gradient(b, p, grad_out)
     return loss, m.squeeze(1)
 
 
@@ -293,6 +298,72 @@ class _SoftmaxTerms(torch.autograd.Function):
                     _, buffer = _fused_pass(pb, need_grad=True)
                 grad_input = buffer.mul_(g.to(buffer.dtype))
         return grad_input, None, None, None, grad_probs, None, None, None, None
+
+
+# --------------------------------------------------------------------------------------------
+# Validation and reduction shared by the public softmax-family losses (focal, truncated)
+# --------------------------------------------------------------------------------------------
+
+
+def check_unit_scalar(value: object, name: str, *, low: float = 0.0, high: float = 1.0) -> float:
+    """A Python number in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a float in [{low:g}, {high:g}], got {value!r}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name}: expected a value in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+def check_class_factor(value: Tensor | None, num_classes: int, name: str) -> Tensor | None:
+    """An optional ``(C,)`` tensor of per-class factors in [0, 1] (``alpha``)."""
+    if value is None:
+        return None
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"{name}: expected None or a tensor of {num_classes} per-class factors in [0, 1], "
+            f"got {type(value).__name__} (for a binary task use sigmoid_focal_loss)"
+        )
+    _checks.check_class_weight(value, num_classes, name)
+    _checks.check_in_unit_interval(value, name)
+    return value
+
+
+def prepare_single_label(input, target, *, weight, ignore_index, reduction, label_smoothing):
+    """Validation and unbatched handling shared by the softmax-family losses.
+
+    Returns ``(input, target, tgt, unbatched)`` with a batch dimension added to unbatched input.
+    """
+    _checks.check_floating(input, "input")
+    _checks.check_tensor(target, "target")
+    unbatched = input.dim() == 1
+    if unbatched:
+        input, target = input.unsqueeze(0), target.unsqueeze(0)
+    tgt = _reduce.class_target(input, target, ignore_index=ignore_index)
+    if weight is not None:
+        _checks.check_class_weight(weight, tgt.num_classes)
+    _checks.check_label_smoothing(label_smoothing)
+    _checks.check_reduction(reduction)
+    return input, target, tgt, unbatched
+
+
+def finish_single_label(per_sample, tgt, weight, reduction, unbatched, dtype):
+    """torch's reduction of a per-sample loss (weighted mean by :math:`\\sum w_{y_n}`)."""
+    cd = per_sample.dtype
+    w = None if weight is None else weight.to(cd)
+    denominator = _reduce.mean_denominator(tgt, w, cd) if reduction == "mean" else None
+    out = _reduce.reduce_loss(per_sample, reduction, denominator)
+    if unbatched and reduction == "none":
+        out = out.squeeze(0)
+    return out.to(dtype)
+
+
+def class_vector(weight: Tensor | None, alpha: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """:math:`w \\odot \\alpha` in ``dtype`` (None when both are None)."""
+    if weight is None and alpha is None:
+        return None
+    if weight is None:
+        return alpha.to(dtype)
+    return weight.to(dtype) if alpha is None else weight.to(dtype) * alpha.to(dtype)
 
 
 # --------------------------------------------------------------------------------------------

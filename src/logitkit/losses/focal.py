@@ -19,114 +19,23 @@ Detection" (ICCV 2017, arXiv:1708.02002); J. Su, "从loss的硬截断、软化�
 
 from __future__ import annotations
 
-import math
-
-import torch
+import torch  # noqa: F401 (the doctests use it)
 from torch import Tensor
 
-from logitkit import _checks, _reduce
+from logitkit import _checks
 from logitkit.losses import _sigmoid_terms, _softmax_terms
 from logitkit.losses._base import Loss
+from logitkit.losses._sigmoid_terms import finish_binary, prepare_binary
+from logitkit.losses._softmax_terms import (
+    check_class_factor,
+    check_unit_scalar,
+    class_vector,
+    finish_single_label,
+    prepare_single_label,
+)
 from logitkit.losses.cross_entropy import compute_dtype
 
 __all__ = ["FocalLoss", "SigmoidFocalLoss", "focal_loss", "sigmoid_focal_loss"]
-
-
-# --------------------------------------------------------------------------------------------
-# Validation shared by the softmax and sigmoid families (focal and truncated)
-# --------------------------------------------------------------------------------------------
-
-
-def check_unit_scalar(value: object, name: str, *, low: float = 0.0, high: float = 1.0) -> float:
-    """A Python number in ``[low, high]``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a float in [{low:g}, {high:g}], got {value!r}")
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name}: expected a value in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
-
-
-def check_class_factor(value: Tensor | None, num_classes: int, name: str) -> Tensor | None:
-    """An optional ``(C,)`` tensor of per-class factors in [0, 1] (``alpha``)."""
-    if value is None:
-        return None
-    if not isinstance(value, Tensor):
-        raise TypeError(
-            f"{name}: expected None or a tensor of {num_classes} per-class factors in [0, 1], "
-            f"got {type(value).__name__} (for a binary task use sigmoid_focal_loss)"
-        )
-    _checks.check_class_weight(value, num_classes, name)
-    _checks.check_in_unit_interval(value, name)
-    return value
-
-
-def prepare_single_label(input, target, *, weight, ignore_index, reduction, label_smoothing):
-    """Validation and unbatched handling shared by the softmax-family losses.
-
-    Returns ``(input, target, tgt, unbatched)`` with a batch dimension added to unbatched input.
-    """
-    _checks.check_floating(input, "input")
-    _checks.check_tensor(target, "target")
-    unbatched = input.dim() == 1
-    if unbatched:
-        input, target = input.unsqueeze(0), target.unsqueeze(0)
-    tgt = _reduce.class_target(input, target, ignore_index=ignore_index)
-    if weight is not None:
-        _checks.check_class_weight(weight, tgt.num_classes)
-    _checks.check_label_smoothing(label_smoothing)
-    _checks.check_reduction(reduction)
-    return input, target, tgt, unbatched
-
-
-def finish_single_label(per_sample, tgt, weight, reduction, unbatched, dtype):
-    """torch's reduction of a per-sample loss (weighted mean by :math:`\\sum w_{y_n}`)."""
-    cd = per_sample.dtype
-    w = None if weight is None else weight.to(cd)
-    denominator = _reduce.mean_denominator(tgt, w, cd) if reduction == "mean" else None
-    out = _reduce.reduce_loss(per_sample, reduction, denominator)
-    if unbatched and reduction == "none":
-        out = out.squeeze(0)
-    return out.to(dtype)
-
-
-def class_vector(weight: Tensor | None, alpha: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-    """:math:`w \\odot \\alpha` in ``dtype`` (None when both are None)."""
-    if weight is None and alpha is None:
-        return None
-    if weight is None:
-        return alpha.to(dtype)
-    return weight.to(dtype) if alpha is None else weight.to(dtype) * alpha.to(dtype)
-
-
-def prepare_binary(input, target, *, pos_weight, weight, reduction):
-    """Validation shared by the sigmoid-family losses."""
-    _checks.check_floating(input, "input")
-    _checks.check_floating(target, "target")
-    _checks.check_same_shape(input, target, "input", "target")
-    _checks.check_in_unit_interval(target, "target")
-    _checks.check_reduction(reduction)
-    for value, name in ((pos_weight, "pos_weight"), (weight, "weight")):
-        if value is None:
-            continue
-        _checks.check_floating(value, name)
-        try:
-            shape = torch.broadcast_shapes(value.shape, input.shape)
-        except RuntimeError:
-            shape = None
-        if shape != input.shape:
-            raise ValueError(
-                f"{name}: expected a shape broadcastable to the input's {tuple(input.shape)}, "
-                f"got {tuple(value.shape)}"
-            )
-        if value.requires_grad:
-            raise ValueError(f"{name}: treated as a constant; pass {name}.detach()")
-        _checks.check_nonnegative_values(value, name)
-
-
-def finish_binary(out: Tensor, reduction: str, numel: int, dtype: torch.dtype) -> Tensor:
-    if reduction == "mean" and numel:
-        out = out / numel
-    return out.to(dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,15 +40,14 @@ from torch import Tensor
 from logitkit import _checks
 from logitkit.losses import _sigmoid_terms, _softmax_terms
 from logitkit.losses._base import Loss
-from logitkit.losses.cross_entropy import compute_dtype
-from logitkit.losses.focal import (
+from logitkit.losses._sigmoid_terms import finish_binary, prepare_binary
+from logitkit.losses._softmax_terms import (
     check_unit_scalar,
     class_vector,
-    finish_binary,
     finish_single_label,
-    prepare_binary,
     prepare_single_label,
 )
+from logitkit.losses.cross_entropy import compute_dtype
 
 __all__ = [
     "SoftenedBinaryCrossEntropyLoss",
