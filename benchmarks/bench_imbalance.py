@@ -38,12 +38,15 @@ def _prob_inputs(n: int, c: int):
     return setup
 
 
-def _multilabel_inputs(n: int, c: int):
+def _multilabel_inputs(n: int, c: int, with_labels: bool = False):
     def setup(device: str):
         g = torch.Generator().manual_seed(0)
         x = torch.randn(n, c, generator=g).to(device).requires_grad_()
         target = (torch.rand(n, c, generator=g) < 0.01).float()  # ~10 positive labels per row at C = 1000
-        return {"input": x, "target": target.to(device)}
+        inputs = {"input": x, "target": target.to(device)}
+        if with_labels:  # class indices for the cross-entropy yardstick
+            inputs["labels"] = torch.randint(0, c, (n,), generator=g).to(device)
+        return inputs
 
     return setup
 
@@ -77,6 +80,19 @@ def _can_loop(probs, prior, top_k=3, threshold=0.9):
         y = y / y.mean(0, keepdim=True) * prior
         y = y / y.sum(1, keepdim=True)
         out[j] = y[-1]
+    return out
+
+
+def _can_closed_form_loop(probs, prior, top_k=3, threshold=0.9):
+    """Per-row loop of the one-iteration closed form: O(C) per row, Python overhead per row."""
+    top = probs.topk(top_k, dim=1).values
+    top = top / top.sum(1, keepdim=True)
+    ent = -(top * torch.log(top.clamp_min(1e-30))).sum(1) / torch.log(torch.tensor(float(top_k)))
+    column = probs[ent < threshold].sum(0)
+    out = probs.clone()
+    for j in torch.nonzero(ent >= threshold).flatten().tolist():
+        row = probs[j] * prior / (column + probs[j])
+        out[j] = row / row.sum()
     return out
 
 
@@ -181,10 +197,13 @@ def _loss_cases():
         yield Case(
             SUITE,
             f"sigmoid_focal_loss gamma=2 vs CE, {shape}",
-            multi,
-            ("sigmoid_focal_loss", LF.sigmoid_focal_loss),
-            ("torch cross_entropy on the same logits", lambda input, target: F.cross_entropy(input, target)),
-            notes="the issue's yardstick: softmax CE with probability targets of the same shape",
+            _multilabel_inputs(n, c, with_labels=True),
+            ("sigmoid_focal_loss", lambda input, target, labels: LF.sigmoid_focal_loss(input, target)),
+            (
+                "torch cross_entropy, index targets, same logits",
+                lambda input, target, labels: F.cross_entropy(input, labels),
+            ),
+            notes="the issue's yardstick for every loss; an elementwise loss against a fused softmax one",
         )
         yield Case(
             SUITE,
@@ -226,6 +245,16 @@ def cases():
         ("can (closed form, vectorised)", LF.can),
         ("per-row loop of the author's algorithm", _can_loop),
         backward=False,
-        notes="forward only",
+        notes="forward only; 477 uncertain rows against 9,523 confident ones",
+        input_bytes=lambda inputs: inputs["probs"].numel() * inputs["probs"].element_size(),
+    )
+    yield Case(
+        SUITE,
+        "can closed form vs per-row closed form, (10000, 1000) f64",
+        _can_inputs(10000, 1000),
+        ("can (closed form, vectorised)", LF.can),
+        ("per-row loop of the closed form", _can_closed_form_loop),
+        backward=False,
+        notes="forward only; isolates the vectorisation from the algorithmic O(nC) -> O(C) saving",
         input_bytes=lambda inputs: inputs["probs"].numel() * inputs["probs"].element_size(),
     )

@@ -218,6 +218,14 @@ def test_masked_classes_with_zero_target_contribute_nothing():
         assert grad[0, 1] == 0 and grad[1, 2] == 0
 
 
+def test_masked_target_class_is_infinite_with_finite_gradient():
+    x = torch.tensor([[2.0, -math.inf, 0.5], [0.0, 1.0, 2.0]], requires_grad=True)
+    loss = LF.focal_loss(x, torch.tensor([1, 0]), gamma=0.5, reduction="none")
+    assert torch.isposinf(loss[0]) and torch.isfinite(loss[1])
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert_finite(grad)
+
+
 def test_unbatched_input():
     x = torch.randn(7, dtype=torch.float64)
     for target in (torch.tensor(3), torch.softmax(torch.randn(7, dtype=torch.float64), 0)):

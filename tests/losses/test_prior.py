@@ -437,3 +437,15 @@ def test_validation_can_be_switched_off():
     finally:
         logitkit.set_validate_args(True)
     assert math.isclose(PRIOR5.sum().item(), 1.0)
+
+
+def test_torch_compile_fullgraph_of_the_helpers():
+    labels = torch.randint(0, 5, (40,))
+    assert_compiles(lambda y: LF.class_prior(y, 5, smoothing=0.5), labels)
+    counts = torch.tensor([500.0, 50.0, 5.0, 0.0])
+    assert_compiles(lambda n: LF.class_balanced_weights(n, beta=0.99), counts)
+    assert_compiles(lambda n: LF.inverse_frequency_weights(n, power=0.5), counts)
+    x, t = torch.randn(8, 3), (torch.rand(8, 3) < 0.4).float()
+    assert_compiles(lambda v: LF.f1_class_weights(v, t, per_class=True), x)
+    probs = torch.softmax(torch.randn(6, 5), 1)
+    assert_compiles(lambda p: LF.topk_uncertainty(p, 3, uncertainty="any_k"), probs)

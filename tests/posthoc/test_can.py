@@ -213,3 +213,14 @@ def test_bad_inputs():
         reference=torch.full((2, 4), 0.25),
     )
     assert math.isfinite(LF.can(probs, prior).sum().item())
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_a_class_without_mass_stays_zero(iterations):
+    probs, prior = _problem(n=40, c=5, seed=3)
+    probs[:, 4] = 0.0
+    probs = probs / probs.sum(1, keepdim=True)
+    out = LF.can(probs, prior, threshold=0.6, iterations=iterations, alpha=0.7)
+    expected, _ = ref.can_loop(probs.numpy(), prior.numpy(), threshold=0.6, iterations=iterations, alpha=0.7)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-13)
+    assert (out[:, 4] == 0).all()

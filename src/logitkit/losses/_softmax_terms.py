@@ -73,7 +73,9 @@ def _per_sample_from_ce(kind: str, param: float, ce: Tensor, coef: Tensor) -> Te
     if kind == "focal":
         if param == 0:
             return coef * ce
-        u = -torch.expm1(-ce)  # 1 - p_y, exact near p_y = 1
+        # 1 - p_y, exact near p_y = 1; the clamp keeps an infinite loss (a masked target class)
+        # from turning the gradient into inf * 0.
+        u = -torch.expm1(-ce.clamp_max(torch.finfo(ce.dtype).max))
         return coef * safe_power(u, param) * ce
     # truncated: active while p_y <= m, i.e. c >= -log m; theta(0) = 1/2; the gate is a constant.
     with torch.no_grad():

@@ -147,12 +147,24 @@ def topk_uncertainty(probs: Tensor, top_k: int = 3, *, uncertainty: str = "topk"
 
 
 def _normalise_rows(y: Tensor, fallback: Tensor) -> Tensor:
+    """Rows divided by their sums; an all-zero row is replaced by ``fallback``'s row."""
     total = y.sum(1, keepdim=True)
-    return torch.where(total > 0, y / torch.where(total > 0, total, 1.0), fallback)
+    out = y / total.clamp_min(torch.finfo(y.dtype).tiny)
+    zero = total == 0
+    if torch.compiler.is_compiling() or bool(zero.any()):
+        out = torch.where(zero, fallback, out)
+    return out
 
 
 def _power(x: Tensor, alpha: float) -> Tensor:
     return x if alpha == 1 else x.pow(alpha)
+
+
+def _closed_form(rows_a: Tensor, col: Tensor, prior: Tensor, fallback: Tensor) -> Tensor:
+    """One alternating normalisation of each row against column sums ``col`` of the reference."""
+    total = col + rows_a  # the (n + 1)-row column sums; the constant 1/(n + 1) cancels
+    # total = 0 implies rows_a = 0 there: the floor only turns 0 / 0 into 0 * finite
+    return _normalise_rows(rows_a * (prior / total.clamp_min(torch.finfo(total.dtype).tiny)), fallback)
 
 
 def _alternate(rows: Tensor, reference: Tensor, prior: Tensor, alpha: float, iterations: int) -> Tensor:
@@ -169,6 +181,7 @@ def _alternate(rows: Tensor, reference: Tensor, prior: Tensor, alpha: float, ite
         if e is not None:
             col = _power(e, alpha) * col
         col = col + y_a  # the (n + 1)-row column sums; the constant 1/(n + 1) cancels
+        # a column without mass stays 0 (a floor would make E_j huge there and break its rescaling)
         scale = torch.where(col > 0, prior / torch.where(col > 0, col, 1.0), 0.0)
         y = _normalise_rows(y_a * scale, y)
         if it + 1 < iterations:
@@ -246,23 +259,29 @@ def can(
     changed = topk_uncertainty(p, top_k, uncertainty=uncertainty) >= threshold
     pri = prior.detach().double().to(p.device).unsqueeze(0)
     alpha = float(alpha)
-    if iterations == 1:
-        # Closed form for every row at once, kept where uncertain: no data-dependent shapes, so it
-        # also runs under torch.compile.
+    ref = None if reference is None else reference.detach().double().to(p.device)
+    if iterations == 1 and torch.compiler.is_compiling():
+        # Every row at once, kept where uncertain: no data-dependent shapes.
         p_a = _power(p, alpha)
-        if reference is None:
-            col = (p_a * (~changed).unsqueeze(1)).sum(0, keepdim=True)
-        else:
-            col = _power(reference.detach().double().to(p.device), alpha).sum(0, keepdim=True)
-        col = col + p_a
-        scale = torch.where(col > 0, pri / torch.where(col > 0, col, 1.0), 0.0)
-        out = torch.where(changed.unsqueeze(1), _normalise_rows(p_a * scale, p), p)
+        col = (
+            (p_a * (~changed).unsqueeze(1)).sum(0, keepdim=True) if ref is None else _power(ref, alpha).sum(0)
+        )
+        out = torch.where(changed.unsqueeze(1), _closed_form(p_a, col, pri, p), p).to(probs.dtype)
+        return CANResult(out, changed) if return_changed else out
+    uncertain = changed.nonzero().squeeze(1)
+    rows = p[uncertain]
+    out = probs.detach().clone()
+    if iterations == 1:
+        rows_a = _power(rows, alpha)
+        if ref is not None:
+            col = _power(ref, alpha).sum(0, keepdim=True)
+        else:  # confident column sums = all rows minus the uncertain ones (float64)
+            col = _power(p, alpha).sum(0, keepdim=True) - rows_a.sum(0, keepdim=True)
+        out[uncertain] = _closed_form(rows_a, col, pri, rows).to(out.dtype)
     else:
-        ref = p[~changed] if reference is None else reference.detach().double().to(p.device)
-        out = p.clone()
-        uncertain = changed.nonzero().squeeze(1)
+        if ref is None:
+            ref = p[~changed]
         for start in range(0, uncertain.numel(), _CHUNK):
-            index = uncertain[start : start + _CHUNK]
-            out[index] = _alternate(p[index], ref, pri, alpha, iterations)
-    out = out.to(probs.dtype)
+            index = slice(start, start + _CHUNK)
+            out[uncertain[index]] = _alternate(rows[index], ref, pri, alpha, iterations).to(out.dtype)
     return CANResult(out, changed) if return_changed else out
