@@ -449,3 +449,9 @@ def test_torch_compile_fullgraph_of_the_helpers():
     assert_compiles(lambda v: LF.f1_class_weights(v, t, per_class=True), x)
     probs = torch.softmax(torch.randn(6, 5), 1)
     assert_compiles(lambda p: LF.topk_uncertainty(p, 3, uncertainty="any_k"), probs)
+    bias = torch.zeros(5)
+    assert_compiles(lambda b: LF.init_bias_with_prior(b, PRIOR5.float(), tau=0.5), bias)
+    t2 = (torch.rand(8, 3) < 0.4).float()
+    assert_compiles(
+        lambda v: LF.truncated_binary_cross_entropy(v, t2, margin=0.7), x.clone().requires_grad_()
+    )

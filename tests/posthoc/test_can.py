@@ -224,3 +224,16 @@ def test_a_class_without_mass_stays_zero(iterations):
     expected, _ = ref.can_loop(probs.numpy(), prior.numpy(), threshold=0.6, iterations=iterations, alpha=0.7)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-13)
     assert (out[:, 4] == 0).all()
+
+
+def test_invariant_to_scaling_the_prior():
+    """spec 1.6: rows are renormalised, so a prior given up to a constant gives the same result."""
+    import logitkit
+
+    probs, prior = _problem(seed=4)
+    expected = LF.can(probs, prior, threshold=0.6, iterations=2)
+    logitkit.set_validate_args(False)
+    try:
+        torch.testing.assert_close(LF.can(probs, prior * 7.5, threshold=0.6, iterations=2), expected)
+    finally:
+        logitkit.set_validate_args(True)
