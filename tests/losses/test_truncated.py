@@ -211,6 +211,21 @@ def test_softened_excludes_masked_classes():
     assert grad[0, 1] == 0
 
 
+def test_softened_sparse_path_with_masks_matches_oracle():
+    x = torch.tensor([[2.0, -math.inf, 0.5, 0.0], [1.0, 0.0, -math.inf, 3.0]], dtype=torch.float64)
+    x.requires_grad_()
+    for y in (torch.tensor([2, 3]), torch.tensor([0, 2])):  # the second row's target is masked
+        loss = LF.softened_cross_entropy(x, y, sharpness=1.5, reduction="none")
+        expected = ref.softmax_loss("softened", 1.5, x.detach().numpy(), y.numpy(), reduction="none")
+        np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-12, atol=1e-15)
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+        assert_finite(grad)
+        assert grad[0, 1] == 0 and grad[1, 2] == 0
+        dense = LF.softened_cross_entropy(x, F.one_hot(y, 4).double(), sharpness=1.5, reduction="none")
+        torch.testing.assert_close(loss, dense)
+        torch.testing.assert_close(grad, torch.autograd.grad(dense.sum(), x)[0])
+
+
 def test_extremes_dead_rows_and_empty():
     x = torch.tensor([[1e4, -1e4, 0.0], [-math.inf] * 3, [0.0, 1e4, 1e4]], requires_grad=True)
     y = torch.tensor([1, 0, 2])

@@ -110,7 +110,8 @@ class _Problem:
         self.x, self.index, self.coef, self.smooth, self.probs = x, index, coef, smooth, probs
         self.cvec, self.eps, self.kind, self.param = cvec, eps, kind, param
         self.cd = compute_dtype(x.dtype)
-        self.shape2d = s == 1
+        # Index targets without smoothing: one coefficient per row (the softened loss's sparse path).
+        self.sparse = index is not None and smooth is None
         self.c_block = None if cvec is None else cvec.view((1, c) if s == 1 else (1, c, 1))
 
     def scores(self, rows, cols) -> Tensor:
@@ -160,6 +161,38 @@ def _finish_gradient(b: Tensor, p: Tensor, out: Tensor) -> None:
         out.copy_(b.addcmul_(p, total, value=-1.0))
 
 
+def _softmax_masked_neg(z: Tensor, k: float) -> Tensor:
+    r""":math:`\mathrm{softmax}(-K z)` over the finite entries (masked classes stay masked)."""
+    neg = z * (-k)
+    if torch.compiler.is_compiling() or bool((z.amin(1) == -math.inf).any()):
+        neg.masked_fill_(torch.isneginf(z), -math.inf)
+    return torch.softmax(neg, 1)
+
+
+def _softened_sparse_block(pb: _Problem, z: Tensor, rows, cols, grad_out: Tensor | None):
+    r"""The softened loss for index targets without smoothing, reading only the target entries.
+
+    With :math:`a = c\, e_y`: :math:`\ell = c\, s_y (-l_y)` and
+    :math:`\nabla = K \ell\, s + c\, s_y\, p - (K \ell + c\, s_y)\, e_y`.
+    """
+    k = pb.param
+    m = z.amax(1, keepdim=True)
+    p = torch.softmax(z, 1)
+    s = _softmax_masked_neg(z, k)
+    index = pb.index[rows, cols].unsqueeze(1)
+    coef = pb.coef[rows, cols].unsqueeze(1)
+    # log p_y = z_y - LSE with LSE = m - log max p: exact (max p >= 1/C never underflows)
+    logp_y = z.gather(1, index) - m + p.amax(1, keepdim=True).log()
+    s_y = s.gather(1, index)
+    weight = coef * s_y  # 0 for an ignored row or a masked target (excluded from s)
+    loss = torch.where(weight == 0, 0.0, -weight * logp_y)
+    if grad_out is not None:
+        grad = s.mul_(loss * k).addcmul_(p, weight)
+        grad.scatter_add_(1, index, -(loss * k + weight))
+        grad_out.copy_(grad)
+    return loss.squeeze(1), m.squeeze(1)
+
+
 def _block(pb: _Problem, z: Tensor, a: Tensor, grad_out: Tensor | None) -> tuple[Tensor, Tensor]:
     """Per-row loss and row maximum of one block; writes the per-row gradient into ``grad_out``.
 
@@ -185,10 +218,7 @@ def _block(pb: _Problem, z: Tensor, a: Tensor, grad_out: Tensor | None) -> tuple
         gate = torch.sub(param, logp).sign_().add_(1.0).mul_(0.5)
         weighted = torch.mul(logp, gate).mul_(a)
     else:
-        neg = z * (-param)
-        if torch.compiler.is_compiling() or bool((z.amin(1) == -math.inf).any()):
-            neg.masked_fill_(torch.isneginf(z), -math.inf)  # masked classes leave softmax(-Kz) too
-        s = torch.softmax(neg, 1)
+        s = _softmax_masked_neg(z, param)  # masked classes leave softmax(-Kz) too
         weighted = torch.mul(logp, s).mul_(a)
     # weighted = -a * phi
     loss = weighted.sum(1).neg_()
@@ -224,9 +254,11 @@ def _fused_pass(pb: _Problem, need_grad: bool) -> tuple[Tensor, Tensor | None]:
     with torch.autocast(device_type=pb.x.device.type, enabled=False):
         for rows, cols in _blocks.blocks(n, c, s):
             z = pb.scores(rows, cols)
-            block_loss, block_max = _block(
-                pb, z, pb.coefficients(rows, cols, z), None if grad is None else grad[rows, :, cols]
-            )
+            grad_block = None if grad is None else grad[rows, :, cols]
+            if pb.kind == "softened" and pb.sparse:
+                block_loss, block_max = _softened_sparse_block(pb, z, rows, cols, grad_block)
+            else:
+                block_loss, block_max = _block(pb, z, pb.coefficients(rows, cols, z), grad_block)
             loss[rows, cols] = block_loss
             row_max[rows, cols] = block_max
     # A row of all -inf logits ("dead") has nothing to learn from: loss 0, gradient 0.
