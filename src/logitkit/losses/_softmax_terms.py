@@ -187,9 +187,11 @@ def _softened_sparse_block(pb: _Problem, z: Tensor, rows, cols, grad_out: Tensor
     weight = coef * s_y  # 0 for an ignored row or a masked target (excluded from s)
     loss = torch.where(weight == 0, 0.0, -weight * logp_y)
     if grad_out is not None:
-        grad = s.mul_(loss * k).addcmul_(p, weight)
-        grad.scatter_add_(1, index, -(loss * k + weight))
-        grad_out.copy_(grad)
+        direct = grad_out.is_contiguous() and grad_out.dtype == s.dtype and not torch.compiler.is_compiling()
+        grad = torch.mul(s, loss * k, out=grad_out) if direct else s.mul_(loss * k)
+        grad.addcmul_(p, weight).scatter_add_(1, index, -(loss * k + weight))
+        if not direct:
+            grad_out.copy_(grad)
     return loss.squeeze(1), m.squeeze(1)
 
 
