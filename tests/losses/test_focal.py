@@ -389,7 +389,7 @@ TARGETS = {"zeros": torch.zeros(4), "ones": torch.ones(4), "binary": torch.tenso
 
 @pytest.mark.parametrize(("inputs", "targets"), list(itertools.product(INPUTS, TARGETS)))
 @pytest.mark.parametrize("alpha", [None, 0.25, 0.5])
-@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 def test_sigmoid_focal_matches_torchvision_formula(inputs, targets, alpha, gamma):
     """torchvision's test grid (small/big/zeros/ones/random x zeros/ones/binary), its alpha=-1."""
     x = INPUTS[inputs].double().repeat(3, 1).requires_grad_()
