@@ -49,7 +49,7 @@ def test_list_and_data():
     result = runner.invoke(main, ["list"])
     assert result.exit_code == 0
     assert "multilabel:" in result.output and "yeast (default)" in result.output
-    assert "pending:  sigmoid_focal (#4)" in result.output and "zlpr (#3)" in result.output
+    assert "zlpr" in result.output and "ce_can" in result.output
     result = runner.invoke(main, ["data"])
     assert result.exit_code == 0 and "digits-lt" in result.output and "embedded" in result.output
     result = runner.invoke(main, ["data", "yeast"])
@@ -61,9 +61,11 @@ def test_run_quick_then_report(tmp_path):
     runner = CliRunner()
     out = tmp_path / "run"
     args = ["run", "longtail", "--quick", "--seeds", "2", "--out", str(out), "--no-progress"]
-    result = runner.invoke(main, args)
+    result = runner.invoke(main, [*args, "--methods", "ce,ce_posthoc_la"])
     assert result.exit_code == 0, result.output
-    assert "| ce | 2 |" in result.output and "Verdict: NOT TESTED" in result.output
+    assert "| ce | 2 |" in result.output and "| ce_posthoc_la | 2 |" in result.output
+    assert "not tested: no results for la_loss" in result.output
+    assert "CE + post-hoc LA balanced error < CE: " in result.output
     result = runner.invoke(main, ["report", str(out), "--no-plots"])
     assert result.exit_code == 0 and "| ce | 2 |" in result.output
     bad = runner.invoke(

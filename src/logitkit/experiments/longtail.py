@@ -8,41 +8,78 @@ evaluated. Metrics: balanced error,
 accuracy, many / medium / few-class accuracy (training-frequency ranks 0-2 / 3-6 / 7-9), top-label
 ECE. The prior p(y) is the training-label frequency.
 
-Methods run now: cross-entropy (``logitkit.functional.cross_entropy``). The protocol's other methods
-wait for their logitkit functions (``pending``); each becomes one ``Method`` entry, e.g.::
-
-    Method("la_loss", "logit-adjusted CE, tau 1",
-           loss=lambda ctx: partial(LF.logit_adjusted_cross_entropy, prior=ctx.prior, tau=1.0),
-           params={"tau": 1.0})
-    Method("ce_posthoc_la", "CE + post-hoc logit adjustment, tau 1", train_as="ce",
-           posthoc=lambda ctx, logits, logits_val, y_val: LF.softmax(
-               LF.adjust_logits(logits, ctx.prior, tau=1.0), dim=1),
-           params={"tau": 1.0})
+Methods: cross-entropy (``logitkit.functional.cross_entropy``); post-hoc logit adjustment of the
+CE models (:func:`~logitkit.functional.adjust_logits`, tau 1); the logit-adjusted loss
+(:func:`~logitkit.functional.logit_adjusted_cross_entropy`, tau 1); focal loss (gamma 2); the
+hard-truncated loss (margin 0.5); CE with class-balanced weights (beta 0.999); CAN on the CE models
+(top_k 3, threshold 0.9, alpha 1). Post-hoc methods reuse the CE models of the same seed.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
+import torch
+
 import logitkit.functional as LF
-from logitkit.experiments._spec import Check, Claim, Experiment, Method, Pending, TrainConfig
+from logitkit.experiments._spec import Check, Claim, Experiment, Method, TrainConfig
 
 
 def _ce(ctx):
     return LF.cross_entropy
 
 
-METHODS = (Method("ce", "cross-entropy (logitkit.functional.cross_entropy)", loss=_ce),)
+def _la_loss(ctx):
+    return partial(LF.logit_adjusted_cross_entropy, prior=ctx.prior, tau=1.0)
 
-PENDING = (
-    Pending("ce_posthoc_la", "logitkit.functional.adjust_logits (post-hoc, tau 1) on the CE models", 4),
-    Pending("la_loss", "logitkit.functional.logit_adjusted_cross_entropy (tau 1)", 4),
-    Pending("focal", "logitkit.functional.focal_loss (gamma 2)", 4),
-    Pending("truncated", "logitkit.functional.truncated_cross_entropy (margin 0.5)", 4),
-    Pending(
-        "class_balanced",
-        "class-balanced weights (logitkit.functional, issue #4) with cross_entropy(weight=)",
-        4,
+
+def _focal(ctx):
+    return partial(LF.focal_loss, gamma=2.0)
+
+
+def _truncated(ctx):
+    return partial(LF.truncated_cross_entropy, margin=0.5)
+
+
+def _class_balanced(ctx):
+    counts = torch.as_tensor(ctx.train_counts, dtype=torch.float32, device=ctx.device)
+    return partial(LF.cross_entropy, weight=LF.class_balanced_weights(counts, beta=0.999))
+
+
+def _posthoc_la(ctx, logits, logits_val, y_val):
+    return LF.softmax(LF.adjust_logits(logits.float(), ctx.prior.cpu(), tau=1.0), dim=1)
+
+
+def _can(ctx, logits, logits_val, y_val):
+    probs = LF.softmax(logits.float(), dim=1)
+    return LF.can(probs, ctx.prior.cpu(), top_k=3, threshold=0.9, alpha=1.0)
+
+
+METHODS = (
+    Method("ce", "cross-entropy (logitkit.functional.cross_entropy)", loss=_ce),
+    Method(
+        "ce_posthoc_la",
+        "CE models + post-hoc logit adjustment (adjust_logits, tau 1)",
+        train_as="ce",
+        posthoc=_posthoc_la,
+        params={"tau": 1.0},
     ),
-    Pending("ce_can", "logitkit.functional.can (top_k 3, threshold 0.9, alpha 1) on the CE models", 4),
+    Method("la_loss", "logit-adjusted cross-entropy, tau 1", loss=_la_loss, params={"tau": 1.0}),
+    Method("focal", "focal loss, gamma 2", loss=_focal, params={"gamma": 2.0}),
+    Method("truncated", "hard-truncated cross-entropy, margin 0.5", loss=_truncated, params={"margin": 0.5}),
+    Method(
+        "class_balanced",
+        "cross-entropy with class-balanced weights (beta 0.999)",
+        loss=_class_balanced,
+        params={"beta": 0.999},
+    ),
+    Method(
+        "ce_can",
+        "CE models + CAN (top_k 3, threshold 0.9, alpha 1)",
+        train_as="ce",
+        posthoc=_can,
+        params={"top_k": 3, "threshold": 0.9, "alpha": 1.0},
+    ),
 )
 
 CLAIM = Claim(
@@ -74,7 +111,6 @@ EXPERIMENT = Experiment(
     claim=CLAIM,
     train=TrainConfig(hidden=(256, 256), dropout=0.0, epochs=30, batch_size=128, lr=1e-3, select="last"),
     quick={"epochs": 5, "max_train": 3000, "max_eval": 2000},
-    pending=PENDING,
     selection_metric="balanced_accuracy",
     notes="The last epoch is evaluated (no early stopping); the validation set is used by post-hoc methods.",
     dataset_train={"digits-lt": {"epochs": 100}},  # 254 training images: 2 steps per epoch

@@ -7,20 +7,18 @@ native threshold (micro / macro F1, Hamming loss), threshold-free ones (macro mA
 coverage, one-error), the calibration (ECE) of each loss's probability reading, and micro / macro F1
 after per-label threshold tuning on the validation split.
 
-Methods run now: BCE, BCE with ``pos_weight`` = negatives / positives per label, and ASL (the
-paper's gamma- = 4, gamma+ = 0, clip 0.05; :mod:`logitkit.experiments.asl`). Methods of the protocol
-whose logitkit functions have not landed are listed in ``pending``; each becomes one ``Method`` entry
-here, e.g.::
-
-    Method("zlpr", "ZLPR, decision logit > 0", loss=lambda ctx: LF.zlpr_loss,
-           params={"threshold": 0.0}, threshold=0.0, prob_scale=2.0)
+Methods: BCE, BCE with ``pos_weight`` = negatives / positives per label, ASL (the paper's
+gamma- = 4, gamma+ = 0, clip 0.05; :mod:`logitkit.experiments.asl`), sigmoid focal loss (gamma 2,
+without and with alpha = 0.25), ZLPR and soft-label ZLPR on targets smoothed by 0.1 (decision
+``logit > 0``, probabilities :func:`~logitkit.functional.zlpr_probs` = ``sigmoid(2 logit)``).
 """
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 
-from logitkit.experiments._spec import Check, Claim, Experiment, Method, Pending, TrainConfig
+import logitkit.functional as LF
+from logitkit.experiments._spec import Check, Claim, Experiment, Method, TrainConfig
 from logitkit.experiments.asl import asymmetric_loss
 
 
@@ -47,6 +45,28 @@ def _asl(gamma_neg, gamma_pos, clip):
     return build
 
 
+def _sigmoid_focal(alpha):
+    def build(ctx):
+        def loss(logits, target):
+            return LF.sigmoid_focal_loss(logits, target, gamma=2.0, alpha=alpha)
+
+        return loss
+
+    return build
+
+
+def _zlpr(smoothing):
+    def build(ctx):
+        def loss(logits, target):
+            if smoothing:
+                target = target * (1.0 - smoothing) + smoothing / 2
+            return LF.zlpr_loss(logits, target)
+
+        return loss
+
+    return build
+
+
 METHODS = (
     Method("bce", "BCE, decision sigmoid > 0.5", loss=_bce),
     Method(
@@ -61,13 +81,32 @@ METHODS = (
         loss=_asl(4.0, 0.0, 0.05),
         params={"gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05},
     ),
-)
-
-PENDING = (
-    Pending("sigmoid_focal", "logitkit.functional.sigmoid_focal_loss (gamma 2, alpha None)", 4),
-    Pending("sigmoid_focal_a25", "logitkit.functional.sigmoid_focal_loss (gamma 2, alpha 0.25)", 4),
-    Pending("zlpr", "logitkit.functional.zlpr_loss (decision logit > 0, probability sigmoid(2s))", 3),
-    Pending("soft_zlpr", "logitkit.functional.zlpr_loss on targets (1 - 0.1) y + 0.1 / 2", 3),
+    Method(
+        "sigmoid_focal",
+        "sigmoid focal loss, gamma 2, no alpha, decision sigmoid > 0.5",
+        loss=_sigmoid_focal(None),
+        params={"gamma": 2.0, "alpha": None},
+    ),
+    Method(
+        "sigmoid_focal_a25",
+        "sigmoid focal loss, gamma 2, alpha 0.25, decision sigmoid > 0.5",
+        loss=_sigmoid_focal(0.25),
+        params={"gamma": 2.0, "alpha": 0.25},
+    ),
+    Method(
+        "zlpr",
+        "ZLPR (logitkit.functional.zlpr_loss), decision logit > 0, probability sigmoid(2 logit)",
+        loss=_zlpr(0.0),
+        params={"threshold": 0.0},
+        prob_scale=2.0,
+    ),
+    Method(
+        "soft_zlpr",
+        "soft-label ZLPR on targets (1 - 0.1) y + 0.05, decision logit > 0, probability sigmoid(2 logit)",
+        loss=_zlpr(0.1),
+        params={"threshold": 0.0, "smoothing": 0.1},
+        prob_scale=2.0,
+    ),
 )
 
 CLAIM = Claim(
@@ -118,7 +157,6 @@ EXPERIMENT = Experiment(
         hidden=(256,), dropout=0.2, epochs=60, batch_size=64, lr=1e-3, select="best", patience=10
     ),
     quick={"epochs": 8, "max_train": 1500, "max_eval": 1000},
-    pending=PENDING,
     selection_metric="map",
     notes=(
         "The model kept for each run is the epoch with the best validation mAP (patience 10). "

@@ -98,7 +98,7 @@ def _counts(targets_or_counts: Tensor, num_classes: int, ignore_index: int, dtyp
             f"targets_or_counts: expected integer class indices or floating counts, got dtype {values.dtype}"
         )
     flat = values.reshape(-1)
-    _checks.check_index_target(flat, num_classes, ignore_index, "targets_or_counts")
+    _checks.check_index_target(flat, num_classes, ignore_index, name="targets_or_counts")
     valid = flat != ignore_index
     # scatter_add rather than bincount: a static output shape (torch.compile).
     counts = torch.zeros(num_classes, dtype=dtype, device=flat.device)
