@@ -306,6 +306,7 @@ EXPERIMENT = Experiment(
         "VAE with no hidden layer and a Gaussian decoder (factor analysis, 10-d data, 3 factors), "
         "trained with the same M on 2,000 synthetic points; its gap is exact - estimate on 500 "
         "held-out points with the prior as proposal (its own encoder is the exact posterior, so that "
-        "proposal is exact at M=1; ppca_enc_gap_M1). Every hyper-parameter is fixed up front; nothing is tuned."
+        "proposal is exact at M=1; ppca_enc_gap_M1). Every hyper-parameter is fixed up front; "
+        "nothing is tuned."
     ),
 )
