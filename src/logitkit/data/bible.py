@@ -103,7 +103,10 @@ class VersePairs:
 
     def describe(self) -> str:
         n_train, n_val, n_test = self.sizes()
-        return f"{self.name}: {len(self.refs):,} verse pairs, {n_train:,} train / {n_val:,} val / {n_test:,} test verses"
+        return (
+            f"{self.name}: {len(self.refs):,} verse pairs, "
+            f"{n_train:,} train / {n_val:,} val / {n_test:,} test verses"
+        )
 
 
 def _available() -> bool:
