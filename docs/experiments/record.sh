@@ -14,7 +14,7 @@ runs=(
   "longtail digits-lt"
   "longtail fashion-mnist-lt"
   "vae_density fashion-mnist 3"
-  "am_softmax kjv-web 2"
+  "am_softmax kjv-web 3"
 )
 for entry in "${runs[@]}"; do
   read -r experiment dataset seeds <<<"$entry"
