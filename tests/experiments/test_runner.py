@@ -169,7 +169,15 @@ def test_task_mismatch_is_a_clear_error(tmp_path):
 def test_every_longtail_method_runs_and_post_hoc_methods_reuse_the_ce_models(tmp_path, count_training):
     out = experiments.run("longtail", threads=1, quick=True, seeds=1, out=tmp_path / "r", progress=False)
     records = {r["method"]: r for r in lines(out)}
-    assert set(records) == {"ce", "ce_posthoc_la", "la_loss", "focal", "truncated", "class_balanced", "ce_can"}
+    assert set(records) == {
+        "ce",
+        "ce_posthoc_la",
+        "la_loss",
+        "focal",
+        "truncated",
+        "class_balanced",
+        "ce_can",
+    }
     assert len(count_training) == 5  # ce_posthoc_la and ce_can train nothing
     for r in records.values():
         assert 0 <= r["metrics"]["balanced_error"] <= 1 and np.isfinite(r["metrics"]["ece"])

@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = ["Dataset", "DatasetInfo", "DatasetMissing", "register"]
 
-TASKS = ("multiclass", "multilabel")
+TASKS = ("multiclass", "multilabel", "pairs")  # pairs: paraphrase groups (logitkit.data.bible)
 
 
 class DatasetMissing(RuntimeError):
