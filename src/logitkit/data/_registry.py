@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = ["Dataset", "DatasetInfo", "DatasetMissing", "get", "load", "names", "register", "status"]
 
-TASKS = ("multiclass", "multilabel")
+TASKS = ("multiclass", "multilabel", "text")  # "text": the loader returns a text.TextCorpus
 
 
 class DatasetMissing(RuntimeError):
@@ -157,7 +157,7 @@ def _populate() -> None:
     if _POPULATED:
         return
     _POPULATED = True
-    from logitkit.data import fashion_mnist, mlbench, multilabel, sklearn_digits  # noqa: F401
+    from logitkit.data import fashion_mnist, mlbench, multilabel, sklearn_digits, text  # noqa: F401
 
 
 # --------------------------------------------------------------------------- split helpers
