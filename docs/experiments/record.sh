@@ -13,12 +13,14 @@ runs=(
   "multilabel movielens"
   "longtail digits-lt"
   "longtail fashion-mnist-lt"
+  "attention austen 3"
+  "droptoken austen 3"
 )
 for entry in "${runs[@]}"; do
-  read -r experiment dataset <<<"$entry"
+  read -r experiment dataset seeds <<<"$entry"
   out="docs/experiments/$experiment-$dataset"
   if [ "${1:-}" = "--fresh" ]; then rm -rf "$out"; fi
-  logitkit run "$experiment" --dataset "$dataset" --seeds 5 --out "$out" --no-progress
+  logitkit run "$experiment" --dataset "$dataset" --seeds "${seeds:-5}" --threads 1 --out "$out" --no-progress
 done
 python - <<'PY'
 import pathlib

@@ -30,8 +30,9 @@ from logitkit.experiments._spec import (
 from logitkit.models.masking import drop_tokens
 
 PASSAGE = 128
-MAX_TRAIN = 6000  # training passages (a seeded subset of all ~25k); quick: 300
+MAX_TRAIN = 4000  # training passages (a seeded subset of all ~25k); quick: 300
 MAX_QUICK_EVAL = 400
+MAX_VAL = 1000  # validation passages scored after every epoch (a seeded subset)
 RATES = (0.0, 0.1, 0.15, 0.25, 0.5)
 DIM, LAYERS, HEADS, FFN = 64, 2, 4, 256
 
@@ -63,10 +64,13 @@ def _prepare(dataset, *, quick, device, params):
     x, y = parts["train"]
     keep = np.sort(rng.permutation(len(y))[: 300 if quick else MAX_TRAIN])
     parts["train"] = (x[keep], y[keep])
-    if quick:
-        for part in ("val", "test"):
-            x, y = parts[part]
-            idx = np.sort(rng.permutation(len(y))[:MAX_QUICK_EVAL])
+    for part, cap in (
+        ("val", MAX_QUICK_EVAL if quick else MAX_VAL),
+        ("test", MAX_QUICK_EVAL if quick else None),
+    ):
+        x, y = parts[part]
+        if cap is not None and cap < len(y):
+            idx = np.sort(rng.permutation(len(y))[:cap])
             parts[part] = (x[idx], y[idx])
     sizes = tuple(len(parts[p][1]) for p in ("train", "val", "test"))
     counts = np.bincount(parts["train"][1].numpy(), minlength=corpus.num_classes)
@@ -159,8 +163,8 @@ NOTES = (
     f"d = {DIM}, {HEADS} heads, FFN {FFN}, rotary position embeddings, mean pooling over the kept "
     "characters, a linear layer to the 6 novels. AdamW (lr 1e-3, weight decay 0.01), 10% warm-up then "
     f"linear decay, batch 64, gradient clipping at 1. Data: non-overlapping {PASSAGE}-character passages "
-    f"of each chapter; a seeded subset of {MAX_TRAIN:,} training passages; all validation and test "
-    "passages (unseen chapters). DropToken: logitkit.models.masking.drop_tokens on every training "
+    f"of each chapter; seeded subsets of {MAX_TRAIN:,} training and {MAX_VAL:,} validation passages; all "
+    "test passages (unseen chapters). DropToken: logitkit.models.masking.drop_tokens on every training "
     "batch; the kept characters are compacted with their original position ids (RoPE uses them), so "
     "training also runs on shorter sequences; evaluation drops nothing. Scaled down from the protocol "
     "(fine-tuning the section-7 MLM encoder pre-trained on the KJV; 5 seeds; Brown genres too) to a "
@@ -191,7 +195,7 @@ EXPERIMENT = Experiment(
             ),
         ),
     ),
-    train=TrainConfig(hidden=(DIM,), epochs=4, batch_size=64, lr=1e-3, weight_decay=0.01),
+    train=TrainConfig(hidden=(DIM,), epochs=3, batch_size=64, lr=1e-3, weight_decay=0.01),
     quick={"epochs": 1},
     prepare=_prepare,
     trial=_trial,
