@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from logitkit.data._paths import debian_file
+from logitkit.data._paths import cached_arrays, debian_file
 from logitkit.data._rdata import read_lazyload
 from logitkit.data._registry import DatasetInfo, register
 
@@ -114,18 +114,40 @@ def _chapters(lines: list[str]) -> list[str]:
     return ["\n".join(chapter) for chapter in chapters]
 
 
-def load_austen() -> TextCorpus:
+def _austen_arrays() -> dict[str, np.ndarray]:
+    """Every chapter as UTF-8 bytes in one array, with byte lengths and novel labels (cacheable)."""
     base = debian_file(AUSTEN_DB + ".rdx").with_suffix("")
+    chunks, lengths, labels = [], [], []
+    for label, (obj, _) in enumerate(AUSTEN_NOVELS):
+        for chapter in _chapters([str(s) for s in read_lazyload(base, obj)]):
+            raw = chapter.encode("utf-8")
+            chunks.append(raw)
+            lengths.append(len(raw))
+            labels.append(label)
+    return {
+        "text": np.frombuffer(b"".join(chunks), dtype=np.uint8),
+        "lengths": np.asarray(lengths, dtype=np.int64),
+        "labels": np.asarray(labels, dtype=np.int64),
+    }
+
+
+def load_austen() -> TextCorpus:
+    arrays = cached_arrays("janeaustenr-1.0.0-chapters", _austen_arrays)
+    raw = arrays["text"].tobytes()
+    ends = np.cumsum(arrays["lengths"])
+    starts = ends - arrays["lengths"]
+    chapters = [raw[a:b].decode("utf-8") for a, b in zip(starts, ends, strict=True)]
+    labels = arrays["labels"]
     rng = np.random.default_rng(SPLIT_SEED)
     parts: dict[str, tuple[list[str], list[int]]] = {p: ([], []) for p in ("train", "val", "test")}
-    for label, (obj, _) in enumerate(AUSTEN_NOVELS):
-        chapters = _chapters([str(s) for s in read_lazyload(base, obj)])
-        order = rng.permutation(len(chapters))
-        n_held = max(1, round(0.1 * len(chapters)))
+    for label in range(len(AUSTEN_NOVELS)):
+        members = np.flatnonzero(labels == label)
+        order = rng.permutation(len(members))
+        n_held = max(1, round(0.1 * len(members)))
         assignment = {"val": order[:n_held], "test": order[n_held : 2 * n_held], "train": order[2 * n_held :]}
         for part, idx in assignment.items():
             for i in sorted(idx):
-                parts[part][0].append(chapters[i])
+                parts[part][0].append(chapters[members[i]])
                 parts[part][1].append(label)
     split = (
         "whole chapters, per novel, seeded (seed 0): 10% validation, 10% test, 80% train "
