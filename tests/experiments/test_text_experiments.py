@@ -109,3 +109,10 @@ def test_droptoken_quick_run(tmp_path):
     assert config["identity"]["sizes"] == [300, 400, 400]
     markdown, _ = render(out)
     assert "rate 0.5 less accurate than no dropping" in markdown and "drop_tokens" in markdown
+
+
+def test_word_tokens_and_vocab():
+    assert ct.words("Mr. Darcy's  house, 1811!") == ["mr", ".", "darcy's", "house", ",", "1811", "!"]
+    vocab = ct.WordVocab(["a"] * 5 + ["b"] * 4 + ["c"] * 2, size=8000, min_count=3)
+    assert vocab.itos == ["<pad>", "<mask>", "<unk>", "a", "b"]
+    assert vocab.encode(["b", "c", "a"]).tolist() == [4, ct.UNK, 3]

@@ -1,4 +1,4 @@
-"""A small character-level transformer encoder (pre-LN, RoPE) shared by the text experiments.
+"""A small transformer encoder (pre-LN, RoPE) and tokenisers shared by the text experiments.
 
 Attention is either standard scaled dot-product attention (:math:`1/\\sqrt d`) or the
 entropy-invariant scale of :func:`logitkit.models.attention.entropy_invariant_attention`
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,30 @@ class CharVocab:
 
     def encode(self, text: str) -> Tensor:
         return torch.tensor([self.stoi.get(c, UNK) for c in text], dtype=torch.long)
+
+
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|[0-9]+|[^\sa-z0-9]")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word and punctuation tokens."""
+    return _WORD.findall(text.lower())
+
+
+class WordVocab:
+    """The ``size`` most frequent training words (seen at least ``min_count`` times), after three specials."""
+
+    def __init__(self, tokens: list[str], size: int = 8000, min_count: int = 3) -> None:
+        counts = collections.Counter(tokens)
+        common = [w for w, n in counts.most_common(size) if n >= min_count]
+        self.itos = list(SPECIALS) + common
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, tokens: list[str]) -> Tensor:
+        return torch.tensor([self.stoi.get(w, UNK) for w in tokens], dtype=torch.long)
 
 
 def rope(x: Tensor, positions: Tensor) -> Tensor:
