@@ -116,3 +116,15 @@ def test_word_tokens_and_vocab():
     vocab = ct.WordVocab(["a"] * 5 + ["b"] * 4 + ["c"] * 2, size=8000, min_count=3)
     assert vocab.itos == ["<pad>", "<mask>", "<unk>", "a", "b"]
     assert vocab.encode(["b", "c", "a"]).tolist() == [4, ct.UNK, 3]
+
+
+def test_text_experiments_refuse_feature_datasets(tmp_path):
+    with pytest.raises(ValueError, match="dataset: expected a text corpus \\(austen\\), got 'digits'"):
+        run(
+            experiments.get("droptoken"),
+            dataset="digits",
+            seeds=1,
+            out=tmp_path / "x",
+            progress=False,
+            quick=True,
+        )

@@ -22,6 +22,17 @@ PAD, MASK, UNK = 0, 1, 2
 SPECIALS = ("<pad>", "<mask>", "<unk>")
 
 
+def load_corpus(dataset: str):
+    """A registry text corpus (task ``"text"``); other datasets are refused with a clear message."""
+    from logitkit import data
+
+    info = data.get(dataset)
+    if info.task != "text":
+        texts = sorted(name for name in data.names() if data.get(name).task == "text")
+        raise ValueError(f"dataset: expected a text corpus ({', '.join(texts)}), got {dataset!r}")
+    return info.load()
+
+
 class CharVocab:
     """Characters seen at least ``min_count`` times in the training text, after three specials."""
 

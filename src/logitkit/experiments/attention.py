@@ -44,9 +44,7 @@ define_metric("train_seconds", "train s", lower_is_better=True, percent=False)
 
 
 def _prepare(dataset, *, quick, device, params):
-    from logitkit import data
-
-    corpus = data.load(dataset)
+    corpus = ct.load_corpus(dataset)
     train_text = "\n\n".join(corpus.train)
     vocab = ct.CharVocab(train_text)
     eval_chars = 4 * 1024 if quick else EVAL_CHARS

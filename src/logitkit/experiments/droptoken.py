@@ -52,9 +52,7 @@ def _passages(docs, labels, vocab):
 
 
 def _prepare(dataset, *, quick, device, params):
-    from logitkit import data
-
-    corpus = data.load(dataset)
+    corpus = ct.load_corpus(dataset)
     vocab = ct.WordVocab([w for doc in corpus.train for w in ct.words(doc)])
     parts = {
         part: _passages(getattr(corpus, part), getattr(corpus, f"y_{part}"), vocab)
