@@ -35,8 +35,8 @@ TRAIN_LENGTH = 64
 MASK_RATE = 0.15
 STEPS_PER_EPOCH = 50  # one "epoch" of this experiment = 50 optimisation steps on random windows
 WARMUP = 40
-EVAL_CHARS = 32 * 1024  # held-out characters scored at every length (quick: 4 * 1024)
-VAL_CHARS = 64 * TRAIN_LENGTH
+EVAL_CHARS = 32 * 1024  # held-out characters scored at every length (quick: 2 * 1024)
+VAL_CHARS = 64 * TRAIN_LENGTH  # quick: 16 windows
 
 for _n in LENGTHS:
     define_metric(f"acc_{_n}", f"acc@{_n}")
@@ -47,9 +47,9 @@ def _prepare(dataset, *, quick, device, params):
     corpus = ct.load_corpus(dataset)
     train_text = "\n\n".join(corpus.train)
     vocab = ct.CharVocab(train_text)
-    eval_chars = 4 * 1024 if quick else EVAL_CHARS
+    eval_chars = 2 * 1024 if quick else EVAL_CHARS
     test = vocab.encode("\n\n".join(corpus.test))[:eval_chars]
-    val = vocab.encode("\n\n".join(corpus.val))[:VAL_CHARS]
+    val = vocab.encode("\n\n".join(corpus.val))[: VAL_CHARS // 4 if quick else VAL_CHARS]
     # One masking of the held-out stream, shared by every length and model (paired comparison).
     g = torch.Generator().manual_seed(1234)
     test_in, test_target = ct.mlm_corrupt(test, len(vocab), MASK_RATE, g)
@@ -95,8 +95,8 @@ def _score(encoder, head, ids, inputs, target, length):
 def _trial(method, seed, prepared, config, run):
     payload = prepared.data
     vocab, train = payload["vocab"], payload["train"]
-    batch = 16 if run.quick else config.batch_size
-    steps_per_epoch = 20 if run.quick else STEPS_PER_EPOCH
+    batch = 8 if run.quick else config.batch_size
+    steps_per_epoch = 10 if run.quick else STEPS_PER_EPOCH
     total = config.epochs * steps_per_epoch
     torch.manual_seed(seed)
     encoder = ct.CharEncoder(len(vocab), scale=method.params["scale"], base_length=512)
