@@ -15,6 +15,8 @@ runs=(
   "longtail fashion-mnist-lt"
   "vae_density fashion-mnist 3"
   "am_softmax kjv-web 3"
+  "attention austen 3"
+  "droptoken austen 3"
 )
 for entry in "${runs[@]}"; do
   read -r experiment dataset seeds <<<"$entry"

@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = ["Dataset", "DatasetInfo", "DatasetMissing", "register"]
 
-TASKS = ("multiclass", "multilabel", "pairs")  # pairs: paraphrase groups (logitkit.data.bible)
+TASKS = ("multiclass", "multilabel", "pairs", "text")  # pairs: logitkit.data.bible; text: a text.TextCorpus
 
 
 class DatasetMissing(RuntimeError):

@@ -18,7 +18,7 @@ def _populate() -> None:
     if _POPULATED:
         return
     _POPULATED = True
-    from logitkit.data import bible, fashion_mnist, mlbench, multilabel, sklearn_digits  # noqa: F401
+    from logitkit.data import bible, fashion_mnist, mlbench, multilabel, sklearn_digits, text  # noqa: F401
 
 
 def names() -> list[str]:
