@@ -4,6 +4,7 @@
 #   bash docs/experiments/record.sh           # resume: train only (method, seed) pairs not recorded yet
 #   bash docs/experiments/record.sh --fresh   # start over (after a change to training or data code)
 #
+# An entry may add options after the dataset (the last --seeds wins).
 # Needs the registry datasets (`logitkit data`; .ci/run shows how to provision them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,12 +14,13 @@ runs=(
   "multilabel movielens"
   "longtail digits-lt"
   "longtail fashion-mnist-lt"
+  "flooding fashion-mnist --seeds 3 --threads 1"
 )
 for entry in "${runs[@]}"; do
-  read -r experiment dataset <<<"$entry"
+  read -r experiment dataset extra <<<"$entry"
   out="docs/experiments/$experiment-$dataset"
   if [ "${1:-}" = "--fresh" ]; then rm -rf "$out"; fi
-  logitkit run "$experiment" --dataset "$dataset" --seeds 5 --out "$out" --no-progress
+  logitkit run "$experiment" --dataset "$dataset" --seeds 5 --out "$out" --no-progress ${extra:-}
 done
 python - <<'PY'
 import pathlib

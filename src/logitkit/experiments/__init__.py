@@ -7,7 +7,7 @@ hyper-parameters (:class:`Method`), metrics and the claim it checks (:class:`Cla
 
 >>> from logitkit import experiments
 >>> experiments.names()
-['multilabel', 'longtail']
+['multilabel', 'longtail', 'flooding', 'tailr', 'exact', 'closed_form']
 """
 
 from __future__ import annotations
@@ -40,10 +40,14 @@ def register(experiment: Experiment) -> Experiment:
 
 def _populate() -> None:
     if not _REGISTRY:
-        from logitkit.experiments import longtail, multilabel
+        from logitkit.experiments import closed_form, exact, flooding, longtail, multilabel, tailr
 
         register(multilabel.EXPERIMENT)
         register(longtail.EXPERIMENT)
+        register(flooding.EXPERIMENT)
+        register(tailr.EXPERIMENT)
+        register(exact.EXPERIMENT)
+        register(closed_form.EXPERIMENT)
 
 
 def names() -> list[str]:
