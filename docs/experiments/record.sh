@@ -28,6 +28,7 @@ runs=(
   "closed_form fashion-mnist --threads 1"
   "closed_form satellite --threads 1"
   "closed_form letter --threads 1"
+  "focal fashion-mnist-bag1 --seeds 3 --threads 1"
 )
 for entry in "${runs[@]}"; do
   read -r experiment dataset extra <<<"$entry"
