@@ -29,6 +29,11 @@ runs=(
   "closed_form satellite --threads 1"
   "closed_form letter --threads 1"
   "focal fashion-mnist-bag1 --seeds 3 --threads 1"
+  "can dna --threads 1"
+  "can satellite --threads 1"
+  "can fashion-mnist --threads 1"
+  "can soybean --threads 1"
+  "can letter --threads 1"
 )
 for entry in "${runs[@]}"; do
   read -r experiment dataset extra <<<"$entry"

@@ -7,7 +7,7 @@ hyper-parameters (:class:`Method`), metrics and the claim it checks (:class:`Cla
 
 >>> from logitkit import experiments
 >>> experiments.names()
-['multilabel', 'longtail', 'flooding', 'tailr', 'exact', 'closed_form', 'focal']
+['multilabel', 'longtail', 'flooding', 'tailr', 'exact', 'closed_form', 'focal', 'can']
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def register(experiment: Experiment) -> Experiment:
 
 def _populate() -> None:
     if not _REGISTRY:
-        from logitkit.experiments import closed_form, exact, flooding, focal, longtail, multilabel, tailr
+        from logitkit.experiments import can, closed_form, exact, flooding, focal, longtail, multilabel, tailr
 
         register(multilabel.EXPERIMENT)
         register(longtail.EXPERIMENT)
@@ -49,6 +49,7 @@ def _populate() -> None:
         register(exact.EXPERIMENT)
         register(closed_form.EXPERIMENT)
         register(focal.EXPERIMENT)
+        register(can.EXPERIMENT)
 
 
 def names() -> list[str]:
