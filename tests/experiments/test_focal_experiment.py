@@ -24,5 +24,5 @@ def test_focal_quick(tmp_path):
     # Softened truncation with K = 1 (margin 0.5) is focal loss with gamma 1: the same training run.
     assert records["soft_k1"]["metrics"] == pytest.approx(records["focal_g1"]["metrics"], abs=1e-6)
     markdown, _ = render(out)
-    assert "1 % positives" in markdown and "train 17/1682" in markdown
+    assert "1 % positives" in markdown and "train 17/1682" in markdown and "test 20/2000" in markdown
     assert "focal g2 a0.25 AP >= best alpha-balanced BCE" in markdown

@@ -34,21 +34,27 @@ def stratified_take(y: np.ndarray, per_class: int, rng: np.random.Generator, exc
     return np.sort(np.concatenate(out))
 
 
-def fashion_subsets(n_train: int, n_val: int, seed: int = 0) -> dict[str, np.ndarray]:
+def fashion_subsets(
+    n_train: int, n_val: int, seed: int = 0, n_test: int | None = None
+) -> dict[str, np.ndarray]:
     """Fashion-MNIST: a stratified ``n_train`` training subset and an ``n_val`` validation subset, both
     drawn (seed ``seed``) from the official 60,000 training images, and the official 10,000 test
-    images (the registry's 1,000 validation + 9,000 test images) as the test set."""
+    images (the registry's 1,000 validation + 9,000 test images) as the test set, or a stratified
+    ``n_test`` of them (``--quick`` runs)."""
     from logitkit import data
 
     ds = data.load("fashion-mnist")
     rng = np.random.default_rng(seed)
     train = stratified_take(ds.y_train, n_train // 10, rng)
     val = stratified_take(ds.y_train, n_val // 10, rng, exclude=train)
+    x_test, y_test = np.concatenate([ds.x_val, ds.x_test]), np.concatenate([ds.y_val, ds.y_test])
+    if n_test is not None:
+        test = stratified_take(y_test, n_test // 10, rng)
+        x_test, y_test = x_test[test], y_test[test]
     return {
         "x_train": ds.x_train[train], "y_train": ds.y_train[train],
         "x_val": ds.x_train[val], "y_val": ds.y_train[val],
-        "x_test": np.concatenate([ds.x_val, ds.x_test]), "y_test": np.concatenate([ds.y_val, ds.y_test]),
-        "classes": ds.class_names,
+        "x_test": x_test, "y_test": y_test, "classes": ds.class_names,
     }  # fmt: skip
 
 

@@ -47,7 +47,7 @@ def _prepare(dataset, *, quick, device, params):
         from sklearn.decomposition import PCA
 
         pool = 2000 if quick else FASHION_POOL
-        a = C.fashion_subsets(pool, 2000)
+        a = C.fashion_subsets(pool, 2000, n_test=2000 if quick else None)
         pca = PCA(PCA_DIM, random_state=0).fit(a["x_train"])
         arrays = {k: (pca.transform(v) if k.startswith("x_") else v) for k, v in a.items() if k != "classes"}
         classes = a["classes"]

@@ -38,12 +38,13 @@ def _prepare(dataset, *, quick, device, params):
     if dataset != "fashion-mnist":
         raise ValueError(f"dataset: expected 'fashion-mnist', got {dataset!r}")
     n_train, n_val = SIZES[quick]
-    arrays = C.fashion_subsets(n_train, n_val)
+    arrays = C.fashion_subsets(n_train, n_val, n_test=2000 if quick else None)
     counts = [int((arrays["y_train"] == c).sum()) for c in range(10)]
     return Prepared(
         name=dataset,
         describe=f"Fashion-MNIST: {n_train} training / {n_val} validation images (stratified, seed 0) "
-        f"from the official training set; official 10,000 test images",
+        f"from the official training set; "
+        + ("2,000 of the official test images" if quick else "official 10,000 test images"),
         split="stratified subsets of the official training set (seed 0); official test set",
         data=C.tensors(arrays, device),
         sizes=(n_train, n_val, len(arrays["y_test"])),

@@ -64,6 +64,8 @@ def _prepare(dataset, *, quick, device, params):
     val = _one_percent(ds.x_train, ds.y_train, n_val, rng, exclude=train)
     x_test, y_test = np.concatenate([ds.x_val, ds.x_test]), np.concatenate([ds.y_val, ds.y_test])
     test_neg = np.flatnonzero(y_test != BAG)
+    if quick:  # 1,980 random non-bag test images
+        test_neg = np.sort(rng.permutation(test_neg)[:1980])
     test = np.sort(
         np.concatenate(
             [test_neg, rng.permutation(np.flatnonzero(y_test == BAG))[: math.ceil(len(test_neg) / 99)]]

@@ -44,7 +44,7 @@ def _prepare(dataset, *, quick, device, params):
     if dataset not in NOISE:
         raise ValueError(f"dataset: expected one of {sorted(NOISE)}, got {dataset!r}")
     rate = NOISE[dataset]
-    arrays = C.fashion_subsets(SIZES[quick], 0)
+    arrays = C.fashion_subsets(SIZES[quick], 0, n_test=2000 if quick else None)
     clean = arrays["y_train"]
     arrays["y_train"] = flip_labels(clean, rate, 10, NOISE_SEED)
     actual = float((arrays["y_train"] != clean).mean())
@@ -52,7 +52,8 @@ def _prepare(dataset, *, quick, device, params):
     return Prepared(
         name=dataset,
         describe=f"Fashion-MNIST: {len(clean)} training images (stratified, seed 0), {rate:.0%} symmetric "
-        f"label noise (seed {NOISE_SEED}; {actual:.1%} of labels flipped); clean official 10,000 test images",
+        f"label noise (seed {NOISE_SEED}; {actual:.1%} of labels flipped); clean official "
+        + ("test images (2,000)" if quick else "10,000 test images"),
         split="stratified subset of the official training set (seed 0); official test set (clean labels)",
         data=C.tensors(arrays, device),
         sizes=(len(clean), len(arrays["y_test"])),
