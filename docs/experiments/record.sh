@@ -28,7 +28,7 @@ runs=(
   "closed_form fashion-mnist --threads 1"
   "closed_form satellite --threads 1"
   "closed_form letter --threads 1"
-  "focal fashion-mnist-bag1 --seeds 3 --threads 1"
+  "focal fashion-mnist-bag1 --threads 1"
   "can dna --threads 1"
   "can satellite --threads 1"
   "can fashion-mnist --threads 1"
