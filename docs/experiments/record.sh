@@ -13,7 +13,7 @@ runs=(
   "multilabel movielens"
   "longtail digits-lt"
   "longtail fashion-mnist-lt"
-  "flooding fashion-mnist 3"
+  "flooding fashion-mnist"
   "tailr fashion-mnist-noise0"
   "tailr fashion-mnist-noise20"
   "tailr fashion-mnist-noise40"
