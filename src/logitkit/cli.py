@@ -45,7 +45,10 @@ def list_() -> None:
         click.echo(f"{exp.name}: {exp.title}")
         sets = []
         for i, ds in enumerate(exp.datasets):
-            ok = lkdata.get(ds).available()
+            try:
+                ok = lkdata.get(ds).available()
+            except KeyError:  # a custom experiment's own data set name (derived from registry data)
+                ok = True
             sets.append(f"{ds}{' (default)' if i == 0 else ''}{'' if ok else ' [missing]'}")
         click.echo(f"  datasets: {', '.join(sets)}")
         click.echo(f"  methods:  {', '.join(m.name for m in exp.methods)} (baseline {exp.baseline})")

@@ -6,8 +6,9 @@ hyper-parameters (:class:`Method`), metrics and the claim it checks (:class:`Cla
 ``results.jsonl`` (resumable), and :func:`render` writes ``report.md`` and PNG plots.
 
 >>> from logitkit import experiments
->>> experiments.names()
-['multilabel', 'longtail', 'vae_density', 'am_softmax', 'attention', 'droptoken']
+>>> experiments.names()  # doctest: +NORMALIZE_WHITESPACE
+['multilabel', 'longtail', 'flooding', 'tailr', 'exact', 'closed_form', 'focal', 'can',
+ 'vae_density', 'am_softmax', 'attention', 'droptoken']
 """
 
 from __future__ import annotations
@@ -40,10 +41,29 @@ def register(experiment: Experiment) -> Experiment:
 
 def _populate() -> None:
     if not _REGISTRY:
-        from logitkit.experiments import am_softmax, attention, droptoken, longtail, multilabel, vae_density
+        from logitkit.experiments import (
+            am_softmax,
+            attention,
+            can,
+            closed_form,
+            droptoken,
+            exact,
+            flooding,
+            focal,
+            longtail,
+            multilabel,
+            tailr,
+            vae_density,
+        )
 
         register(multilabel.EXPERIMENT)
         register(longtail.EXPERIMENT)
+        register(flooding.EXPERIMENT)
+        register(tailr.EXPERIMENT)
+        register(exact.EXPERIMENT)
+        register(closed_form.EXPERIMENT)
+        register(focal.EXPERIMENT)
+        register(can.EXPERIMENT)
         register(vae_density.EXPERIMENT)
         register(am_softmax.EXPERIMENT)
         register(attention.EXPERIMENT)
