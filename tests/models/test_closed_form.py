@@ -622,3 +622,17 @@ def test_bad_input_estimator():
         x[:, :3],
     )
     assert_raises(ValueError, "X: Input X contains NaN", clf.predict, np.full((1, 4), np.nan))
+
+
+@pytest.mark.parametrize("whiten", [True, False])
+@pytest.mark.parametrize("ridge", ["auto", 0.5])
+def test_one_example_per_class_is_the_nearest_class_mean_rule(whiten, ridge):
+    # No within-class scatter: the covariance is 0, so "auto" shrinks fully to the identity and a
+    # numeric ridge is in units of 1; the result is the nearest-class-mean rule, not zero weights.
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(4, 6)), np.arange(4)
+    model = ClosedFormClassifier(ridge=ridge, whiten=whiten).fit(x, y)
+    queries = rng.normal(size=(200, 6))
+    nearest = ((queries[:, None, :] - x[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(model.predict(queries), nearest)
+    np.testing.assert_array_equal(model.predict(x), y)

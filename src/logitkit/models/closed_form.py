@@ -179,10 +179,14 @@ def _solve(
     else:
         sigma, spread = _scatter(x, target, means if covariance == "pooled" else None, mean)
         trace, frobenius_sq = torch.diagonal(sigma).sum(), (sigma * sigma).sum()
-    average = trace / d  # the mean variance, the unit of the ridge
+    # The mean variance is the unit of the ridge. Without any within-class scatter (one example
+    # per class) it is taken as 1 and "auto" shrinks fully to the identity: the nearest-class-mean
+    # rule (in the whitened space), where the unregularised system would give zero weights.
+    scatter = trace > 0
+    average = torch.where(scatter, trace / d, 1.0)
     shrinkage = None
     if ridge == "auto":
-        shrinkage = _ledoit_wolf_shrinkage(n, d, trace, frobenius_sq, spread)
+        shrinkage = torch.where(scatter, _ledoit_wolf_shrinkage(n, d, trace, frobenius_sq, spread), 1.0)
         factor, ridge_value = 1.0 - shrinkage, shrinkage * average
     else:
         factor, ridge_value = 1.0, float(ridge) * average
