@@ -1,0 +1,373 @@
+r"""Threshold solvers of the soft top-k family (private; used by :mod:`logitkit.ops.topk`).
+
+A *threshold* soft top-k picks an increasing :math:`f:\mathbb R\to[0,1]` and returns
+:math:`y_i = f(z_i - \lambda)` with :math:`\lambda` the root of :math:`\sum_i f(z_i - \lambda) = k`.
+Three :math:`f` are supported (``kind``):
+
+* ``"exp"``: :math:`f(t) = \min(1, e^t)`;
+* ``"smooth"``: the Laplace CDF :math:`f(t) = \tfrac12 e^t` for :math:`t < 0`,
+  :math:`1 - \tfrac12 e^{-t}` for :math:`t \ge 0` (:math:`C^1`);
+* ``"sigmoid"``: :math:`f = \sigma`.
+
+Everything here runs on scores ``z`` whose last dim is the selection dim, ``-inf`` marking entries
+that are never selected, and a budget ``k`` of shape ``(..., 1)`` already clamped to the number of
+finite entries. The solvers run without autograd; gradients come from the implicit-function
+theorem (:class:`ThresholdMask`, :class:`Threshold`).
+
+Closed forms (spec operators.md §3.5). Sort the top ``K`` entries, :math:`v_1 \ge v_2 \ge \dots`,
+and let ``rest`` be the log-sum-exp of the others. On the interval :math:`v_{m+1} \le \lambda \le
+v_m` the constraint is solvable in closed form; the interval is found by *counting* the breakpoints
+where :math:`F(v_j) = \sum_i f(v_i - v_j) < k` (:math:`F` is decreasing in :math:`\lambda`, so these
+values increase with :math:`j`). Counting is robust to ties and rounding, unlike testing each
+candidate for membership in its interval (the search of the post's code, which crashes on ties).
+
+* exp: :math:`F(v_j) \ge j`, so only the top :math:`\lceil k\rceil` entries matter, and
+  :math:`\lambda = \log\sum_{i>m} e^{v_i} - \log(k - m)`.
+* smooth: :math:`F(v_j) \ge j/2`, so :math:`m < 2k` and the top :math:`\lceil 2k\rceil` entries
+  suffice. With :math:`S_- = \sum_{i\le m} e^{-v_i}`, :math:`S_+ = \sum_{i>m} e^{v_i}`,
+  :math:`d = k - m` and :math:`P = S_-S_+` (bounded by :math:`m(n-m)`, so it never overflows):
+  :math:`\lambda = \log S_+ - \log(d + \sqrt{d^2 + P})` for :math:`d > 0` and
+  :math:`\lambda = \log(\sqrt{d^2+P} - d) - \log S_-` otherwise (no cancellation in either;
+  :math:`m = n` is an ordinary candidate).
+* sigmoid: :math:`\tfrac12 \le \sigma(t)/f_{\rm smooth}(t \mp \log 2)` bounds give
+  :math:`\lambda_\sigma \in [\lambda_{\rm smooth} - \log 2, \lambda_{\rm smooth} + \log 2]`; Newton
+  on :math:`u = e^{-\lambda}`, where :math:`\sum_i \sigma(z_i + \log u)` is concave and increasing,
+  started at the upper end of that bracket converges monotonically (never overshoots) and
+  quadratically; a fixed number of steps keeps ``torch.compile`` graphs static.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from logitkit import _blocks
+
+KINDS = ("smooth", "exp", "sigmoid")
+LOG2 = math.log(2.0)
+INF = float("inf")
+# Eager solver choice: a partial sort (torch.topk) for small budgets, otherwise the sort-free
+# active-set iteration (falling back to the partial sort if it has not settled in _POLISH_STEPS).
+_TOPK_MAX = 32
+_TOPK_RATIO = 4
+_POLISH_STEPS = 8
+
+
+def sigmoid_steps(dtype: torch.dtype) -> int:
+    """Newton steps of the sigmoid solver: enough for the working precision (see tests)."""
+    return 8 if dtype == torch.float64 else 5
+
+
+def topk_size(k: float | Tensor, n: int, kind: str) -> int:
+    """How many of the largest entries the closed form needs (static, for ``torch.topk``)."""
+    factor = 1.0 if kind == "exp" else 2.0
+    if isinstance(k, Tensor):
+        if torch.compiler.is_compiling() or k.numel() == 0:
+            return n
+        k = float(k.detach().max())
+    return max(1, min(n, math.ceil(factor * k - 1e-9)))
+
+
+def top_entries(z: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """The ``size`` largest entries (descending) and the log-sum-exp of all the others."""
+    n = z.shape[-1]
+    if size >= n:
+        values = torch.sort(z, dim=-1, descending=True).values
+        return values, torch.full_like(values[..., :1], -INF)
+    values, index = torch.topk(z, size, dim=-1)
+    rest = torch.logsumexp(z.scatter(-1, index, -INF), dim=-1, keepdim=True)
+    return values, rest
+
+
+def _suffix_lse(v: Tensor, rest: Tensor) -> Tensor:
+    """``S[p] = log(sum_{i >= p} e^{v_i} + e^rest)`` for p = 0..K (``S[K] = rest``)."""
+    tail = torch.logcumsumexp(v.flip(-1), dim=-1).flip(-1)
+    return torch.cat([torch.logaddexp(tail, rest), rest], dim=-1)
+
+
+def _exp_lambda(v: Tensor, rest: Tensor, k: Tensor) -> Tensor:
+    finite = v > -INF
+    s = _suffix_lse(v, rest)
+    pos = torch.arange(v.shape[-1], dtype=v.dtype, device=v.device)
+    # F(v_{p+1}) = p + exp(S_p - v_{p+1}) >= p + 1; +inf at masked breakpoints.
+    f_at = pos + torch.exp(s[..., :-1] - torch.where(finite, v, 0.0))
+    f_at = torch.where(finite, f_at, INF)
+    m = (f_at < k).sum(-1, keepdim=True)
+    lam = s.gather(-1, m) - torch.log(k - m)
+    return torch.where(k > 0, lam, INF)
+
+
+def _smooth_lambda(v: Tensor, rest: Tensor, k: Tensor) -> Tensor:
+    finite = v > -INF
+    v0 = torch.where(finite, v, 0.0)
+    # A[p] = log sum_{i < p} e^{-v_i}, B[p] = log(sum_{i >= p} e^{v_i} + e^rest), p = 0..K.
+    prefix = torch.logcumsumexp(torch.where(finite, -v0, -INF), dim=-1)
+    a = torch.cat([torch.full_like(rest, -INF), prefix], dim=-1)
+    b = _suffix_lse(v, rest)
+    pos = torch.arange(v.shape[-1], dtype=v.dtype, device=v.device)
+    # F(v_{p+1}) = p + 1/2 - 1/2 sum_{i<p} e^{v_p - v_i} + 1/2 sum_{i>p} e^{v_i - v_p}: bounded terms.
+    f_at = pos + 0.5 - 0.5 * torch.exp(v0 + a[..., :-1]) + 0.5 * torch.exp(b[..., 1:] - v0)
+    f_at = torch.where(finite, f_at, INF)
+    m = (f_at < k).sum(-1, keepdim=True)
+    am, bm = a.gather(-1, m), b.gather(-1, m)
+    lam = _closed_smooth(am, bm, k - m)
+    n_kept = finite.sum(-1, keepdim=True)
+    return torch.where(k <= 0, INF, torch.where(k >= n_kept, -INF, lam))
+
+
+def _sigmoid_lambda(z: Tensor, start: Tensor, k: Tensor) -> Tensor:
+    n_kept = (z > -INF).sum(-1, keepdim=True)
+    edge = (k <= 0) | (k >= n_kept)
+    start = torch.where(edge, 0.0, start)
+    lo, hi = start - LOG2, start + LOG2
+    lam = hi  # sum sigma(z - lam) <= k here: Newton in u = e^{-lam} then climbs monotonically
+    tiny = torch.finfo(z.dtype).tiny
+    for _ in range(sigmoid_steps(z.dtype)):
+        t = z - lam
+        s = torch.sigmoid(t)
+        total = s.sum(-1, keepdim=True)
+        slope = (s * torch.sigmoid(-t)).sum(-1, keepdim=True).clamp_min(tiny)
+        # Newton on u = e^{-lam}: u <- u (1 + (k - total) / slope); concave in u, so from below.
+        step = torch.log1p(((k - total) / slope).clamp_min(-0.5))
+        lam = torch.minimum(torch.maximum(lam - step, lo), hi)
+    return torch.where(k <= 0, INF, torch.where(k >= n_kept, -INF, lam))
+
+
+def _solve_static(z: Tensor, k: Tensor, kind: str, size: int) -> Tensor:
+    """Exact closed form after a partial sort; static shapes (used under ``torch.compile``)."""
+    v, rest = top_entries(z, size)
+    if kind == "exp":
+        return _exp_lambda(v, rest, k)
+    lam = _smooth_lambda(v, rest, k)
+    return lam if kind == "smooth" else _sigmoid_lambda(z, lam, k)
+
+
+def _closed_smooth(a: Tensor, b: Tensor, d: Tensor) -> Tensor:
+    """Root on one piece: ``a = log S_-``, ``b = log S_+``, ``d = k - m`` (module docstring)."""
+    log_d = torch.log(d.abs())
+    # L = log(|d| + sqrt(d^2 + P)), log P = a + b, in log space: at d = 0 it is (a + b) / 2 even
+    # when P underflows (its factors e^{-v} and e^{v} are each representable).
+    half = 0.5 * torch.logaddexp(2.0 * log_d, a + b)
+    big = half + torch.log1p(torch.exp(log_d - half))
+    return torch.where(d > 0, b - big, big - a)
+
+
+def _polish(z: Tensor, k: Tensor, n_kept: Tensor, kind: str, out: Tensor | None = None) -> Tensor | None:
+    """Exact threshold by the active-set iteration, or None if it has not settled in time.
+
+    Given the partition :math:`\\{z_i > \\lambda_t\\}`, the closed form of that piece gives
+    :math:`\\lambda_{t+1}`. Starting from the upper bound :math:`\\mathrm{LSE}(z) - \\log(ck)`
+    (:math:`c = 2` for smooth, 1 for exp), the iterates decrease monotonically to the root: the
+    piece model over-estimates :math:`\\sum_i f` on misclassified entries (:math:`\tfrac12 e^t \\ge
+    f(t)`, :math:`e^t \\ge \\min(1, e^t)`), so it never overshoots; it stops, exactly, as soon as the
+    partition repeats. Each step is a few passes over the block, without sorting: the piece sums are
+    taken relative to :math:`\\lambda_t` (:math:`e^{-|z_i - \\lambda_t|} \\le 1`), and a sum that
+    underflows (a piece more than ~80 units from the threshold) hands over to the sort. With
+    ``out``, the mask :math:`f(z - \\lambda)` is written there from the last step's terms.
+    """
+    regular = (k > 0) & (k < n_kept)
+    lam = torch.logsumexp(z, -1, keepdim=True) - torch.log((2.0 if kind == "smooth" else 1.0) * k)
+    lam = torch.where(regular, lam, 0.0)
+    prev = None
+    for _ in range(_POLISH_STEPS + 1):
+        t = z - lam
+        above = t > 0
+        m = above.sum(-1, keepdim=True)
+        e = t.abs_().neg_().exp_()  # e^{-|t|}, 0 at masked entries
+        if prev is not None and bool(((m == prev) | ~regular).all()):
+            final = torch.where(k <= 0, INF, torch.where(regular, lam, -INF))
+            if out is not None:
+                _write_mask(out, z, e, above, final, kind)
+            return final
+        prev = m
+        mf = m.to(z.dtype)
+        s_below = torch.where(above, 0.0, e).sum(-1, keepdim=True)
+        if kind == "exp":
+            if bool((regular & (s_below == 0)).any()):
+                return None
+            lam = lam + torch.log(s_below) - torch.log(k - mf)
+        else:
+            s_above = torch.where(above, e, 0.0).sum(-1, keepdim=True)
+            lost = ((s_below == 0) & (mf < n_kept)) | ((s_above == 0) & (mf > 0))
+            if bool((regular & lost).any()):
+                return None
+            lam = _closed_smooth(torch.log(s_above) - lam, torch.log(s_below) + lam, k - mf)
+        lam = torch.where(regular, lam, 0.0)
+    return None
+
+
+def _write_mask(out: Tensor, z: Tensor, e: Tensor, above: Tensor, lam: Tensor, kind: str) -> None:
+    """``out = f(z - lam)`` from ``e = exp(-|z - lam|)``; edge rows (lam = +-inf) directly."""
+    if kind == "exp":
+        y = torch.where(above, 1.0, e)
+    else:
+        half = e.mul_(0.5)
+        y = torch.where(above, 1.0 - half, half)
+    edge = ~torch.isfinite(lam)
+    y = torch.where(edge, torch.where(lam < 0, 1.0, 0.0), y)
+    out.copy_(torch.where(z == -INF, 0.0, y))
+
+
+def _solve_block(
+    z: Tensor, k: Tensor, n_kept: Tensor, kind: str, size: int, out: Tensor | None = None
+) -> Tensor:
+    r"""Eager solver for a block of rows: the cheapest exact method for the budget. With ``out``,
+    also writes the mask :math:`f(z - \lambda)` there."""
+    base = "smooth" if kind == "sigmoid" else kind
+    lam = None
+    polish = size > _TOPK_MAX and size * _TOPK_RATIO > z.shape[-1]
+    if polish:
+        lam = _polish(z, k, n_kept, base, out if kind != "sigmoid" else None)
+    if lam is None:
+        polish = False
+        lam = _solve_static(z, k, base, size)
+    if kind == "sigmoid":
+        lam = _sigmoid_lambda(z, lam, k)
+    if out is not None and not (polish and kind != "sigmoid"):
+        _mask_into(z, lam, kind, out)
+    return lam
+
+
+@torch.no_grad()
+def solve(z: Tensor, k: Tensor, n_kept: Tensor, kind: str, size: int) -> Tensor:
+    r"""The threshold :math:`\lambda` (shape ``(..., 1)``) with ``sum f(z - lambda) = k``."""
+    if torch.compiler.is_compiling():
+        return _solve_static(z, k, kind, size)
+    n = z.shape[-1]
+    flat, kf, nf = z.reshape(-1, n), k.reshape(-1, 1), n_kept.reshape(-1, 1)
+    lam = torch.empty_like(kf)
+    for rows in row_blocks(flat.shape[0], n):
+        lam[rows] = _solve_block(flat[rows], kf[rows], nf[rows], kind, size)
+    return lam.reshape(k.shape)
+
+
+def row_blocks(rows: int, n: int) -> list[slice]:
+    """Cache-sized blocks of whole rows (see :mod:`logitkit._blocks`)."""
+    step = max(1, _blocks.BLOCK_BYTES // (4 * max(n, 1)))
+    return [slice(r, min(rows, r + step)) for r in range(0, rows, step)]
+
+
+def apply_f(t: Tensor, kind: str) -> Tensor:
+    """:math:`f(t)` (``t`` may hold +-inf)."""
+    if kind == "sigmoid":
+        return torch.sigmoid(t)
+    if kind == "exp":
+        return torch.exp(t.clamp_max(0.0))
+    half = 0.5 * torch.exp(-t.abs())
+    return torch.where(t >= 0, 1.0 - half, half)
+
+
+def slope_from_output(y: Tensor, kind: str) -> Tensor:
+    """:math:`w = f'(f^{-1}(y))`, written in ``y`` so that double backward flows through it."""
+    if kind == "sigmoid":
+        return y * (1.0 - y)
+    if kind == "exp":
+        return torch.where(y < 1.0, y, 0.0)
+    return torch.minimum(y, 1.0 - y)
+
+
+def slope(t: Tensor, kind: str) -> Tensor:
+    """:math:`f'(t)` (zero at +-inf)."""
+    if kind == "sigmoid":
+        s = torch.sigmoid(t)
+        return s * torch.sigmoid(-t)
+    if kind == "exp":
+        return torch.where(t < 0, torch.exp(t.clamp_max(0.0)), 0.0)
+    return 0.5 * torch.exp(-t.abs())
+
+
+def _implicit(w: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+    """``J^T g`` for :math:`J = \\mathrm{diag}(w) - w w^\\top / W` and ``d y / d k = w / W``."""
+    total = w.sum(-1, keepdim=True)
+    alive = total > 0
+    safe = torch.where(alive, total, 1.0)
+    dot = torch.where(alive, (w * grad).sum(-1, keepdim=True) / safe, 0.0)
+    return w * grad - w * dot, dot
+
+
+def _reduce_to(grad: Tensor, like: object) -> Tensor | None:
+    return grad if isinstance(like, Tensor) and like.requires_grad else None
+
+
+def _mask_into(z: Tensor, lam: Tensor, kind: str, out: Tensor | None = None) -> Tensor:
+    r""":math:`f(z - \lambda)`, 0 on ``-inf`` entries (also when :math:`\lambda = -\infty`)."""
+    y = apply_f(z - lam, kind)
+    y = torch.where(z == -INF, 0.0, y)
+    if out is not None:
+        out.copy_(y)
+        return out
+    return y
+
+
+class ThresholdMask(torch.autograd.Function):
+    r""":math:`y = f(z - \lambda(z, k))`; backward by the implicit-function theorem.
+
+    Eager mode walks cache-sized blocks of rows (solve, then write the mask); the backward is a
+    differentiable expression of the saved output, so double backward is exact.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, k: Tensor, n_kept: Tensor, kind: str, size: int) -> Tensor:  # type: ignore[override]
+        if torch.compiler.is_compiling():
+            y = _mask_into(z, _solve_static(z, k, kind, size), kind)
+        else:
+            n = z.shape[-1]
+            flat, kf, nf = z.reshape(-1, n), k.reshape(-1, 1), n_kept.reshape(-1, 1)
+            y = torch.empty_like(flat)
+            for rows in row_blocks(flat.shape[0], n):
+                _solve_block(flat[rows], kf[rows], nf[rows], kind, size, y[rows])
+            y = y.reshape(z.shape)
+        ctx.kind = kind
+        ctx.k_grad = ctx.needs_input_grad[1]
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            grad_z, grad_k = _implicit(slope_from_output(y, ctx.kind), grad)
+        else:
+            grad_z, grad_k = _implicit_blocked(y, grad, ctx.kind)
+        return grad_z, (grad_k if ctx.k_grad else None), None, None, None
+
+
+def _implicit_blocked(y: Tensor, grad: Tensor, kind: str) -> tuple[Tensor, Tensor]:
+    n = y.shape[-1]
+    yf, gf = y.reshape(-1, n), grad.reshape(-1, n)
+    grad_z = torch.empty_like(yf)
+    grad_k = torch.empty_like(yf[:, :1])
+    for rows in row_blocks(yf.shape[0], n):
+        w = slope_from_output(yf[rows], kind)
+        gz, gk = _implicit(w, gf[rows])
+        grad_z[rows] = gz
+        grad_k[rows] = gk
+    return grad_z.reshape(y.shape), grad_k.reshape(*y.shape[:-1], 1)
+
+
+class Threshold(torch.autograd.Function):
+    r""":math:`\lambda(z, k)` with :math:`\partial\lambda/\partial z = w / W`,
+    :math:`\partial\lambda/\partial k = -1/W`."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, k: Tensor, n_kept: Tensor, kind: str, size: int) -> Tensor:  # type: ignore[override]
+        lam = solve(z, k, n_kept, kind, size)
+        ctx.kind = kind
+        ctx.k_grad = ctx.needs_input_grad[1]
+        ctx.save_for_backward(z, lam)
+        return lam
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        z, lam = ctx.saved_tensors
+        finite = torch.isfinite(lam)
+        t = torch.where(finite & (z > -INF), z - torch.where(finite, lam, 0.0), -INF)
+        w = slope(t, ctx.kind)
+        total = w.sum(-1, keepdim=True)
+        alive = total > 0
+        inv = torch.where(alive, 1.0 / torch.where(alive, total, 1.0), 0.0)
+        grad_z = w * (grad * inv)
+        grad_k = -grad * inv if ctx.k_grad else None
+        return grad_z, grad_k, None, None, None
