@@ -31,6 +31,52 @@ from torch import Tensor
 INF = float("inf")
 
 
+class LogCumSumExp(torch.autograd.Function):
+    r"""``torch.logcumsumexp`` along the last dim with a backward that is safe to differentiate.
+
+    Core PyTorch's backward takes ``log|g|`` behind a single ``where``, so its double backward
+    is NaN wherever an upstream gradient is exactly 0, which is most entries in the DP. Here
+    :math:`\partial L/\partial x_i = \sum_{j \ge i} g_j e^{x_i - y_j}` is written with the sign
+    split in log space and double ``where`` guards (and this Function again for the reversed
+    cumulative sums), so every order of derivative is finite.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        y = torch.logcumsumexp(x, dim=-1)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        x, y = ctx.saved_tensors
+        return _logcumsumexp_backward(grad, x, y)
+
+
+def logcumsumexp(x: Tensor) -> Tensor:
+    if torch.compiler.is_compiling():
+        return torch.logcumsumexp(x, dim=-1)
+    return LogCumSumExp.apply(x)
+
+
+def _reverse_logcumsumexp(a: Tensor) -> Tensor:
+    return LogCumSumExp.apply(a.flip(-1)).flip(-1)
+
+
+def _logcumsumexp_backward(grad: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    finite_y = y > -INF
+    nonzero = (grad != 0) & finite_y
+    log_abs = torch.log(torch.where(nonzero, grad.abs(), 1.0))
+    base = log_abs - torch.where(finite_y, y, 0.0)
+    out = torch.zeros_like(x)
+    for sign, part in ((1.0, grad > 0), (-1.0, grad < 0)):
+        r = _reverse_logcumsumexp(torch.where(part & nonzero, base, -INF))
+        ok = (r > -INF) & (x > -INF)
+        term = torch.exp(torch.where(ok, r + torch.where(x > -INF, x, 0.0), -INF))
+        out = out + sign * torch.where(ok, term, 0.0)
+    return out
+
+
 def floor_masked(z: Tensor, keep: Tensor) -> Tensor:
     """Replace entries with ``keep`` false by a finite value far below every kept one."""
     n = z.shape[-1]
@@ -47,7 +93,7 @@ def prefix_tables(z: Tensor, steps: int) -> list[Tensor]:
     tables = [zeros]
     for j in range(1, steps + 1):
         prev = tables[-1]
-        cur = torch.logcumsumexp(z[..., j - 1 :] + prev[..., j - 1 : n], dim=-1)
+        cur = logcumsumexp(z[..., j - 1 :] + prev[..., j - 1 : n])
         pad = torch.full_like(z[..., :1], -INF).expand(*z.shape[:-1], j)
         tables.append(torch.cat([pad, cur], dim=-1))
     return tables
@@ -63,7 +109,7 @@ def esp_mask(z: Tensor, k: Tensor, steps: int) -> Tensor:
     """:math:`\\nabla_z \\log Z_k(z)` for integer ``k`` (shape ``(..., 1)``) in [0, steps]."""
     n = z.shape[-1]
     if steps == 0:
-        return torch.zeros_like(z)
+        return z * 0.0  # k = 0 everywhere (z is finite here): zeros, attached to the graph
     prefix = prefix_tables(z, steps)
     suffix = prefix_tables(z.flip(-1), steps - 1)
     log_z = torch.stack(prefix, dim=0)[..., -1:].gather(0, k.long().unsqueeze(0)).squeeze(0)
@@ -81,5 +127,6 @@ def esp_mask(z: Tensor, k: Tensor, steps: int) -> Tensor:
     # Rows with k = 0 have no valid term: a zero placeholder keeps NaN out of logsumexp's backward.
     stacked = torch.where(alive.unsqueeze(0), stacked, 0.0)
     rest = torch.logsumexp(stacked, dim=0)
-    out = torch.exp(z + rest - log_z)
+    # Rounding can leave a saturated entry a few ulps above 1; the exact value is at most 1.
+    out = torch.exp(z + rest - log_z).clamp(max=1.0)
     return torch.where(alive, out, 0.0)

@@ -73,7 +73,7 @@ def _log_hazard(x: Tensor, noise: str) -> Tensor:
     if noise == "normal":
         return -0.5 * x * x - _LOG_2PI_HALF - torch.special.log_ndtr(x)
     if noise == "logistic":
-        return -torch.nn.functional.softplus(x)
+        return -torch.logaddexp(x, torch.zeros_like(x))  # exact (F.softplus is linear past 20)
     return -x
 
 

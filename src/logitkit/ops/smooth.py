@@ -91,7 +91,7 @@ def _relu_conv(x: Tensor, tau: Tensor | float, kernel: str) -> Tensor:
     """:math:`[x]_+ * \\varphi_\\tau` (logistic / gaussian), an antiderivative of :math:`\\Phi(x/\\tau)`."""
     u = x / tau
     if kernel == "logistic":
-        return tau * torch.nn.functional.softplus(u)
+        return tau * torch.logaddexp(u, torch.zeros_like(u))  # exact (F.softplus is linear past 20)
     if kernel == "gaussian":
         return x * torch.special.ndtr(u) + tau * _INV_SQRT_2PI * torch.exp(-0.5 * u * u)
     # Cauchy: the convolution diverges; x Phi(x/tau) - (tau / 2 pi) log(1 + (x/tau)^2) is an

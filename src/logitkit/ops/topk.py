@@ -19,7 +19,8 @@ The hard top-k mask :math:`\mathcal T_k(x)_i = \mathbf 1[i \in \Omega_k(x)]` (th
 * ``"esp"``: :math:`p = \nabla_z \log Z_k(z)` with
   :math:`Z_k = \sum_{|S| = k} e^{\sum_{i \in S} z_i}` (GradTopK; the elementary symmetric
   polynomial of :math:`e^z`), computed by a log-space dynamic programme; :math:`C^\infty`,
-  exactly softmax at :math:`k = 1`, integer :math:`k` only, :math:`O(nk)` time and memory.
+  exactly softmax at :math:`k = 1`, integer :math:`k` only, :math:`O(nk)` time and memory
+  (computed in float64: the DP adds up to :math:`k` scores, whose float32 rounding would show).
 
 Here :math:`z = x / \tau`. Threshold gradients use the implicit-function theorem, never unrolled
 iterations: with :math:`w_i = f'(z_i - \lambda)` and :math:`W = \sum_i w_i`,
@@ -209,7 +210,8 @@ def soft_topk(
         return _restore(torch.zeros_like(z), dim, input)
     keep = _kept(z)
     if method == "esp":
-        y = _esp_topk(z, k, kt, keep)
+        # The DP adds up to k scores, whose float32 rounding would show in the mask: float64.
+        y = _esp_topk(z.double(), k, kt.double(), keep).to(z.dtype)
     else:
         size = _threshold.topk_size(k, n, method)
         n_kept = keep.sum(-1, keepdim=True).to(kt.dtype)
@@ -229,10 +231,12 @@ def _esp_topk(z: Tensor, k: float | Tensor, kt: Tensor, keep: Tensor) -> Tensor:
     if complement:
         # ST_k(z) = 1 - ST_{n'-k}(-z) on the n' kept entries: fewer DP steps.
         zc = _esp.floor_masked(-z, keep)
-        y = 1.0 - _esp.esp_mask(zc, n_kept - kt, steps)
+        y = 1.0 - _esp.esp_mask(zc, n_kept - kt, steps)  # in [0, 1]: the mask is at most 1
     else:
         y = _esp.esp_mask(_esp.floor_masked(z, keep), kt, steps)
-    return torch.where(keep, y, 0.0)
+    # A row with no more kept entries than k selects all of them, exactly (and constantly).
+    full = kt >= n_kept
+    return torch.where(keep, torch.where(full, 1.0, y), 0.0)
 
 
 def _hard_topk(z: Tensor, kt: Tensor, k: float | Tensor, keep: Tensor) -> Tensor:
@@ -298,7 +302,7 @@ def soft_topk_sum(
     if n == 0 or z.numel() == 0:
         out = torch.zeros_like(z[..., :1])
     elif method == "esp":
-        out = _esp_sum(z, k, kt, keep, n_kept)
+        out = _esp_sum(z.double(), k, kt.double(), keep, n_kept.double()).to(z.dtype)
     else:
         size = _threshold.topk_size(k, n, method)
         lam = _threshold.Threshold.apply(z, kt, n_kept, method, size)
@@ -319,7 +323,7 @@ def _threshold_sum(z: Tensor, kt: Tensor, lam: Tensor, keep: Tensor, n_kept: Ten
     elif kind == "smooth":
         terms = torch.relu(t) + 0.5 * torch.exp(-t.abs())
     else:
-        terms = torch.nn.functional.softplus(t)
+        terms = torch.logaddexp(t, torch.zeros_like(t))  # exact (F.softplus is linear past 20)
     terms = torch.where(keep & regular, terms, 0.0)
     value = terms.sum(-1, keepdim=True) + kt * lam0
     # k = all kept entries: lambda = -inf and the sum is exact; k = 0: lambda = +inf, sum 0.
@@ -335,7 +339,9 @@ def _esp_sum(z: Tensor, k: float | Tensor, kt: Tensor, keep: Tensor, n_kept: Ten
     if complement:
         total = torch.where(keep, z, 0.0).sum(-1, keepdim=True)
         return total + _esp.log_esp(_esp.floor_masked(-z, keep), n_kept - kt, steps)
-    value = _esp.log_esp(_esp.floor_masked(z, keep), kt, steps)
+    zf = _esp.floor_masked(z, keep)
+    # log Z_0 = 0: keep the result attached to the graph even when no step runs.
+    value = _esp.log_esp(zf, kt, steps) + 0.0 * zf.sum(-1, keepdim=True)
     return torch.where(n_kept > 0, value, 0.0)
 
 
