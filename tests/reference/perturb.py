@@ -11,21 +11,23 @@ from scipy import integrate, stats
 _NOISE = {"normal": stats.norm, "logistic": stats.logistic, "gumbel": stats.gumbel_r}
 
 
-def probs(mu, noise: str = "normal") -> np.ndarray:
-    """P_i = int p(e) prod_{j != i} Phi(mu_i - mu_j + e) de, each class by adaptive quadrature."""
+def class_prob(mu, i: int, noise: str = "normal") -> float:
+    """P_i = int p(e) prod_{j != i} Phi(mu_i - mu_j + e) de by adaptive quadrature."""
     mu = np.asarray(mu, dtype=np.float64)
     dist = _NOISE[noise]
-    out = np.empty(len(mu))
-    for i in range(len(mu)):
-        others = np.delete(mu, i)
+    others = np.delete(mu, i)
 
-        def integrand(e: float, i=i, others=others) -> float:
-            return dist.pdf(e) * float(np.prod(dist.cdf(mu[i] - others + e)))
+    def integrand(e: float) -> float:
+        return dist.pdf(e) * float(np.prod(dist.cdf(mu[i] - others + e)))
 
-        lo, hi = dist.ppf(1e-17), dist.isf(1e-17)
-        val, _ = integrate.quad(integrand, lo, hi, epsabs=1e-14, epsrel=1e-12, limit=500)
-        out[i] = val
-    return out
+    lo, hi = dist.ppf(1e-17), dist.isf(1e-17)
+    val, _ = integrate.quad(integrand, lo, hi, epsabs=1e-15, epsrel=1e-12, limit=500)
+    return val
+
+
+def probs(mu, noise: str = "normal") -> np.ndarray:
+    """Every class by :func:`class_prob`."""
+    return np.array([class_prob(mu, i, noise) for i in range(len(mu))])
 
 
 def monte_carlo(mu, noise: str, samples: int, seed: int = 0) -> np.ndarray:
