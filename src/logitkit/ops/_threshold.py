@@ -48,11 +48,11 @@ from logitkit import _blocks
 KINDS = ("smooth", "exp", "sigmoid")
 LOG2 = math.log(2.0)
 INF = float("inf")
-# Eager solver choice: a partial sort (torch.topk) for small budgets, otherwise the sort-free
-# active-set iteration (falling back to the partial sort if it has not settled in _POLISH_STEPS).
-_TOPK_MAX = 32
-_TOPK_RATIO = 4
-_POLISH_STEPS = 8
+# Eager solver (see _solve_block): the sort-free active-set iteration, with these step limits
+# before falling back to the partial sort (which torch.compile graphs always use).
+_POLISH = True
+_UPPER_STEPS = 3
+_RANK_STEPS = 8
 
 
 def sigmoid_steps(dtype: torch.dtype) -> int:
@@ -154,78 +154,114 @@ def _closed_smooth(a: Tensor, b: Tensor, d: Tensor) -> Tensor:
     return torch.where(d > 0, b - big, big - a)
 
 
-def _polish(z: Tensor, k: Tensor, n_kept: Tensor, kind: str, out: Tensor | None = None) -> Tensor | None:
-    """Exact threshold by the active-set iteration, or None if it has not settled in time.
+def _polish(
+    z: Tensor, k: Tensor, n_kept: Tensor, kind: str, lam: Tensor, steps: int, out: Tensor | None = None
+) -> Tensor | None:
+    r"""Exact threshold by the active-set iteration from ``lam``, or None if it has not settled
+    within ``steps`` closed-form solves.
 
-    Given the partition :math:`\\{z_i > \\lambda_t\\}`, the closed form of that piece gives
-    :math:`\\lambda_{t+1}`. Starting from the upper bound :math:`\\mathrm{LSE}(z) - \\log(ck)`
-    (:math:`c = 2` for smooth, 1 for exp), the iterates decrease monotonically to the root: the
-    piece model over-estimates :math:`\\sum_i f` on misclassified entries (:math:`\tfrac12 e^t \\ge
-    f(t)`, :math:`e^t \\ge \\min(1, e^t)`), so it never overshoots; it stops, exactly, as soon as the
-    partition repeats. Each step is a few passes over the block, without sorting: the piece sums are
-    taken relative to :math:`\\lambda_t` (:math:`e^{-|z_i - \\lambda_t|} \\le 1`), and a sum that
-    underflows (a piece more than ~80 units from the threshold) hands over to the sort. With
-    ``out``, the mask :math:`f(z - \\lambda)` is written there from the last step's terms.
+    Given the partition :math:`\{i: z_i > \lambda_t\}`, the closed form of that piece gives
+    :math:`\lambda_{t+1}`. The iterates move monotonically toward the root from either side and
+    never overshoot it: on misclassified entries the piece model over-estimates
+    :math:`\sum_i f` from above (:math:`\tfrac12 e^t \ge f(t)`, :math:`e^t \ge \min(1, e^t)`)
+    and under-estimates it from below (:math:`1 - \tfrac12 e^{-t} \le f(t)`), with an error of
+    second order near the threshold. It stops, exactly, as soon as the partition repeats. Each step
+    is a few passes over the block, without sorting: the piece sums are taken relative to
+    :math:`\lambda_t` (:math:`e^{-|z_i - \lambda_t|} \le 1`), and a sum that underflows (a piece
+    more than ~80 units from the threshold) hands over to the sort. With ``out``, the mask
+    :math:`f(z - \lambda)` is written there from the last step's terms. The exp iteration needs
+    fewer than ``k`` entries above the start (an upper bound, or the k-th largest entry).
     """
     regular = (k > 0) & (k < n_kept)
-    lam = torch.logsumexp(z, -1, keepdim=True) - torch.log((2.0 if kind == "smooth" else 1.0) * k)
-    lam = torch.where(regular, lam, 0.0)
+    lam = torch.where(regular & torch.isfinite(lam), lam, 0.0)
     prev = None
-    for _ in range(_POLISH_STEPS + 1):
+    for _ in range(steps + 1):
         t = z - lam
-        above = t > 0
+        above = _step(t)  # 1.0 above the threshold, 0.0 at or below (float: bool ops are slow)
         m = above.sum(-1, keepdim=True)
         e = t.abs_().neg_().exp_()  # e^{-|t|}, 0 at masked entries
         if prev is not None and bool(((m == prev) | ~regular).all()):
             final = torch.where(k <= 0, INF, torch.where(regular, lam, -INF))
             if out is not None:
-                _write_mask(out, z, e, above, final, kind)
+                out.copy_(_fix_edges(_from_terms(e, above, kind), z, final))
             return final
         prev = m
-        mf = m.to(z.dtype)
-        s_below = torch.where(above, 0.0, e).sum(-1, keepdim=True)
+        e_above = e * above
+        s_above = e_above.sum(-1, keepdim=True)
+        s_below = e.sub_(e_above).sum(-1, keepdim=True)
         if kind == "exp":
-            if bool((regular & (s_below == 0)).any()):
+            if bool((regular & ((s_below == 0) | (m >= k))).any()):
                 return None
-            lam = lam + torch.log(s_below) - torch.log(k - mf)
+            lam = lam + torch.log(s_below) - torch.log(k - m)
         else:
-            s_above = torch.where(above, e, 0.0).sum(-1, keepdim=True)
-            lost = ((s_below == 0) & (mf < n_kept)) | ((s_above == 0) & (mf > 0))
+            lost = ((s_below == 0) & (m < n_kept)) | ((s_above == 0) & (m > 0))
             if bool((regular & lost).any()):
                 return None
-            lam = _closed_smooth(torch.log(s_above) - lam, torch.log(s_below) + lam, k - mf)
+            lam = _closed_smooth(torch.log(s_above) - lam, torch.log(s_below) + lam, k - m)
         lam = torch.where(regular, lam, 0.0)
     return None
 
 
-def _write_mask(out: Tensor, z: Tensor, e: Tensor, above: Tensor, lam: Tensor, kind: str) -> None:
-    """``out = f(z - lam)`` from ``e = exp(-|z - lam|)``; edge rows (lam = +-inf) directly."""
+def _step(t: Tensor) -> Tensor:
+    r""":math:`\mathbf 1[t > 0]` as a float tensor (0 at NaN)."""
+    return torch.sign(t).clamp_(min=0.0)
+
+
+def _from_terms(e: Tensor, above: Tensor, kind: str) -> Tensor:
+    r""":math:`f(t)` from :math:`e = e^{-|t|}` and :math:`\mathbf 1[t > 0]` (in place on ``e``)."""
     if kind == "exp":
-        y = torch.where(above, 1.0, e)
-    else:
-        half = e.mul_(0.5)
-        y = torch.where(above, 1.0 - half, half)
-    edge = ~torch.isfinite(lam)
-    y = torch.where(edge, torch.where(lam < 0, 1.0, 0.0), y)
-    out.copy_(torch.where(z == -INF, 0.0, y))
+        return e.add_(above * (1.0 - e))  # 1 above, e^t below
+    half = e.mul_(0.5)
+    return half.add_(above * (1.0 - 2.0 * half))  # 1 - e^{-t}/2 above, e^t/2 below
+
+
+def _fix_edges(y: Tensor, z: Tensor, lam: Tensor) -> Tensor:
+    r"""Edge rows: :math:`\lambda = -\infty` (k = all kept entries) selects every finite entry,
+    :math:`\lambda = +\infty` (k = 0) none."""
+    if torch.compiler.is_compiling() or bool(torch.isinf(lam).any()):
+        y = torch.where(torch.isposinf(lam), 0.0, y)
+        y = torch.where(torch.isneginf(lam), (z > -INF).to(y.dtype), y)
+    return y
+
+
+def _upper_start(z: Tensor, k: Tensor, kind: str) -> Tensor:
+    r""":math:`\mathrm{LSE}(z) - \log(ck)`: the root of the all-below piece, an upper bound."""
+    return torch.logsumexp(z, -1, keepdim=True) - torch.log((2.0 if kind == "smooth" else 1.0) * k)
+
+
+def _rank_start(z: Tensor, k: float) -> Tensor:
+    r"""The :math:`\lceil k \rceil`-th largest entry: within a few units of the root for any spread."""
+    n = z.shape[-1]
+    rank = min(n, max(1, math.ceil(k - 1e-9)))
+    return torch.kthvalue(z, n - rank + 1, dim=-1, keepdim=True).values
 
 
 def _solve_block(
     z: Tensor, k: Tensor, n_kept: Tensor, kind: str, size: int, out: Tensor | None = None
 ) -> Tensor:
     r"""Eager solver for a block of rows: the cheapest exact method for the budget. With ``out``,
-    also writes the mask :math:`f(z - \lambda)` there."""
+    also writes the mask :math:`f(z - \lambda)` there.
+
+    The active-set iteration runs first: from the cheap upper bound (it settles in 1-3 steps
+    for scores of spread ~1), then, if needed, from the k-th largest entry (2-4 steps for any
+    spread, smooth; up to ~8, exp); the partial sort remains the exact fallback. On the 2-core
+    development CPU the iteration takes 0.2-0.3x the time of ``torch.sort`` on the same rows, the
+    partial sort 0.4-1x.
+    """
     base = "smooth" if kind == "sigmoid" else kind
+    target = out if kind != "sigmoid" else None
     lam = None
-    polish = size > _TOPK_MAX and size * _TOPK_RATIO > z.shape[-1]
-    if polish:
-        lam = _polish(z, k, n_kept, base, out if kind != "sigmoid" else None)
+    if _POLISH:
+        lam = _polish(z, k, n_kept, base, _upper_start(z, k, base), _UPPER_STEPS, target)
+        uniform = bool((k == k[:1]).all()) if k.numel() else False
+        if lam is None and uniform:
+            lam = _polish(z, k, n_kept, base, _rank_start(z, float(k[0])), _RANK_STEPS, target)
     if lam is None:
-        polish = False
+        target = None
         lam = _solve_static(z, k, base, size)
     if kind == "sigmoid":
         lam = _sigmoid_lambda(z, lam, k)
-    if out is not None and not (polish and kind != "sigmoid"):
+    if out is not None and target is None:
         _mask_into(z, lam, kind, out)
     return lam
 
@@ -249,14 +285,18 @@ def row_blocks(rows: int, n: int) -> list[slice]:
     return [slice(r, min(rows, r + step)) for r in range(0, rows, step)]
 
 
+# Full-size tensors below use arithmetic only: on CPU, torch.where and bool tensors cost 5-50x
+# a float multiply (measured on the development machine), and these run once per entry.
+
+
 def apply_f(t: Tensor, kind: str) -> Tensor:
-    """:math:`f(t)` (``t`` may hold +-inf)."""
+    """:math:`f(t)` (``t`` may hold -inf)."""
     if kind == "sigmoid":
         return torch.sigmoid(t)
     if kind == "exp":
-        return torch.exp(t.clamp_max(0.0))
-    half = 0.5 * torch.exp(-t.abs())
-    return torch.where(t >= 0, 1.0 - half, half)
+        return torch.exp(t.clamp(max=0.0))
+    above = _step(t)
+    return _from_terms(torch.exp(-t.abs()), above, kind)
 
 
 def slope_from_output(y: Tensor, kind: str) -> Tensor:
@@ -264,8 +304,8 @@ def slope_from_output(y: Tensor, kind: str) -> Tensor:
     if kind == "sigmoid":
         return y * (1.0 - y)
     if kind == "exp":
-        return torch.where(y < 1.0, y, 0.0)
-    return torch.minimum(y, 1.0 - y)
+        return y * (1.0 - torch.floor(y))  # 0 where saturated (y = 1)
+    return 0.5 - (y - 0.5).abs()  # min(y, 1 - y)
 
 
 def slope(t: Tensor, kind: str) -> Tensor:
@@ -274,27 +314,23 @@ def slope(t: Tensor, kind: str) -> Tensor:
         s = torch.sigmoid(t)
         return s * torch.sigmoid(-t)
     if kind == "exp":
-        return torch.where(t < 0, torch.exp(t.clamp_max(0.0)), 0.0)
+        return torch.exp(t.clamp(max=0.0)) * (1.0 - _step(t) - (t == 0).to(t.dtype))
     return 0.5 * torch.exp(-t.abs())
 
 
 def _implicit(w: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
-    """``J^T g`` for :math:`J = \\mathrm{diag}(w) - w w^\\top / W` and ``d y / d k = w / W``."""
+    r"""``J^T g`` for :math:`J = \mathrm{diag}(w) - w w^\top / W` and ``d y / d k = w / W``."""
     total = w.sum(-1, keepdim=True)
     alive = total > 0
     safe = torch.where(alive, total, 1.0)
     dot = torch.where(alive, (w * grad).sum(-1, keepdim=True) / safe, 0.0)
-    return w * grad - w * dot, dot
-
-
-def _reduce_to(grad: Tensor, like: object) -> Tensor | None:
-    return grad if isinstance(like, Tensor) and like.requires_grad else None
+    return torch.addcmul(w * grad, w, dot, value=-1.0), dot
 
 
 def _mask_into(z: Tensor, lam: Tensor, kind: str, out: Tensor | None = None) -> Tensor:
     r""":math:`f(z - \lambda)`, 0 on ``-inf`` entries (also when :math:`\lambda = -\infty`)."""
-    y = apply_f(z - lam, kind)
-    y = torch.where(z == -INF, 0.0, y)
+    finite = torch.where(torch.isneginf(lam), 0.0, lam)
+    y = _fix_edges(apply_f(z - finite, kind), z, lam)
     if out is not None:
         out.copy_(y)
         return out

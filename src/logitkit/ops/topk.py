@@ -125,6 +125,14 @@ def _kept(z: Tensor) -> Tensor:
     return z > -INF
 
 
+def _count_kept(z: Tensor) -> Tensor:
+    """Finite entries per row, ``(..., 1)`` in ``z``'s dtype; one cheap reduction when none is
+    masked (bool tensors are slow on CPU)."""
+    if not torch.compiler.is_compiling() and z.numel() and bool(z.detach().amin() > -INF):
+        return torch.full_like(z[..., :1], float(z.shape[-1]))
+    return _kept(z).sum(-1, keepdim=True).to(z.dtype)
+
+
 def _restore(y: Tensor, dim: int, input: Tensor) -> Tensor:
     y = y.movedim(-1, dim)
     if input.dim() == 0:
@@ -208,17 +216,16 @@ def soft_topk(
     n = z.shape[-1]
     if n == 0 or z.numel() == 0:
         return _restore(torch.zeros_like(z), dim, input)
-    keep = _kept(z)
     if method == "esp":
         # The DP adds up to k scores, whose float32 rounding would show in the mask: float64.
-        y = _esp_topk(z.double(), k, kt.double(), keep).to(z.dtype)
+        y = _esp_topk(z.double(), k, kt.double(), _kept(z)).to(z.dtype)
     else:
         size = _threshold.topk_size(k, n, method)
-        n_kept = keep.sum(-1, keepdim=True).to(kt.dtype)
+        n_kept = _count_kept(z)
         kt = torch.minimum(kt, n_kept)
         y = _threshold.ThresholdMask.apply(z, kt, n_kept, method, size)
     if straight_through:
-        hard = _hard_topk(z.detach(), kt.detach(), k, keep)
+        hard = _hard_topk(z.detach(), kt.detach(), k, _kept(z))
         y = hard + (y - y.detach())
     return _restore(y, dim, input)
 
