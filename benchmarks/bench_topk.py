@@ -16,12 +16,18 @@ the gradient is not the trivial zero of a row sum) on the same ``(256, n)`` floa
 
 Accuracy at equal temperature, next to the time in each row's notes: the *distance to the hard
 top-k*, mean over rows of ``||mask - hard||_1 / (2k)`` (0: the hard mask; 1: all of the budget
-outside the true top k), and the largest row-sum error ``|sum(mask) - k|``.
+outside the true top k), at temperatures 1, 0.1 and 0.01 (each method applied to ``x / tau``, or
+with ``regularization_strength = steepness^-1 = tau``), and the largest row-sum error
+``|sum(mask) - k|`` at temperature 1. A second set of cases times the default method against
+``budget_bisect`` at temperature 0.1, where the scores spread over ~10 units (the harder case for
+the sort-free threshold search).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 
 import torch
 
@@ -32,6 +38,9 @@ SIZES = [1000, 32768]
 BATCH = 256
 BUDGETS = [1, 16, 256]
 TEMPERATURE = 1.0
+ACCURACY_TEMPERATURES = (1.0, 0.1, 0.01)
+# The peak-memory subprocesses (benchmarks/memory.py) skip the accuracy notes.
+_NOTES = os.path.basename(sys.argv[0]) != "memory.py"
 
 
 def _inputs(batch: int, n: int):
@@ -43,32 +52,41 @@ def _inputs(batch: int, n: int):
     return setup
 
 
-def _accuracy(mask: torch.Tensor, x: torch.Tensor, k: int) -> str:
-    mask = mask.detach().double()
-    hard = torch.zeros_like(mask).scatter(-1, x.detach().topk(k, -1).indices, 1.0)
-    distance = ((mask - hard).abs().sum(-1) / (2 * k)).mean().item()
-    sum_error = (mask.sum(-1) - k).abs().max().item()
-    return f"distance {distance:.3f}, |sum - k| {sum_error:.1e}"
+def _accuracy(make_mask, x: torch.Tensor, k: int) -> str:
+    """Distance to the hard top-k at each accuracy temperature, and the row-sum error at 1."""
+    hard = torch.zeros_like(x, dtype=torch.float64).scatter(-1, x.detach().topk(k, -1).indices, 1.0)
+    parts = []
+    sum_error = 0.0
+    for tau in ACCURACY_TEMPERATURES:
+        mask = make_mask(x.detach(), tau).double()
+        parts.append(f"{((mask - hard).abs().sum(-1) / (2 * k)).mean().item():.3f}")
+        if tau == 1.0:
+            sum_error = (mask.sum(-1) - k).abs().max().item()
+    taus = "/".join(f"{t:g}" for t in ACCURACY_TEMPERATURES)
+    return f"distance at tau {taus}: {' / '.join(parts)}, |sum - k| {sum_error:.1e}"
 
 
-def _ours(k: int, method: str):
-    def mask(x):
-        return LF.soft_topk(x, k, temperature=TEMPERATURE, method=method)
+def _ours(k: int, method: str, temperature: float = TEMPERATURE):
+    def mask(x, tau=temperature):
+        return LF.soft_topk(x, k, temperature=tau, method=method)
 
     return mask
 
 
-def _peer_masks(k: int) -> dict[str, object]:
+def _peer_masks(k: int, temperature: float = TEMPERATURE) -> dict[str, object]:
     peers = {}
     if importlib.util.find_spec("entmax"):
         import entmax
 
-        peers["entmax.budget_bisect"] = lambda x: entmax.budget_bisect(x / TEMPERATURE, budget=k)
+        def budget_mask(x, tau=temperature):
+            return entmax.budget_bisect(x / tau, budget=k)
+
+        peers["entmax.budget_bisect"] = budget_mask
     if importlib.util.find_spec("torchsort"):
         import torchsort
 
-        def torchsort_mask(x):
-            ranks = torchsort.soft_rank(x, regularization_strength=TEMPERATURE)
+        def torchsort_mask(x, tau=temperature):
+            ranks = torchsort.soft_rank(x, regularization_strength=tau)
             return (ranks - (x.shape[-1] - k)).clamp(0.0, 1.0)
 
         peers["torchsort.soft_rank mask"] = torchsort_mask
@@ -87,12 +105,12 @@ def _case(
 
     def setup_with_notes(device: str):
         inputs = setup(device)
-        if accuracy and not case.notes:
+        if accuracy and _NOTES and not case.notes:
             x = inputs["x"]
             with torch.no_grad():
-                ours_acc = _accuracy(ours_mask(x), x, k)
+                ours_acc = _accuracy(ours_mask, x, k)
                 peer_mask = getattr(peer_fn, "mask", None)
-                peer_acc = _accuracy(peer_mask(x), x, k) if peer_mask else None
+                peer_acc = _accuracy(peer_mask, x, k) if peer_mask else None
             case.notes = f"ours: {ours_acc}" + (f"; peer: {peer_acc}" if peer_acc else "")
         return inputs
 
@@ -151,6 +169,20 @@ def cases():
                     k,
                     accuracy=True,
                 )
+    if importlib.util.find_spec("entmax"):
+        for n in SIZES:
+            setup = _inputs(BATCH, n)
+            for k in BUDGETS:
+                yield _case(
+                    f"default vs entmax.budget_bisect tau=0.1 ({BATCH}, {n}) k={k}",
+                    setup,
+                    "logitkit.soft_topk",
+                    _ours(k, "smooth", 0.1),
+                    "entmax.budget_bisect",
+                    _weighted(_peer_masks(k, 0.1)["entmax.budget_bisect"]),
+                    k,
+                    accuracy=False,
+                )
     if importlib.util.find_spec("difftopk"):
         import difftopk
 
@@ -158,7 +190,9 @@ def cases():
         for k in (1, 16):
             net = difftopk.DiffTopkNet("odd_even", n, k, steepness=1.0 / TEMPERATURE)
 
-            def difftopk_mask(x, net=net):
+            def difftopk_mask(x, tau=TEMPERATURE, net=net, k=k):
+                if tau != TEMPERATURE:
+                    net = difftopk.DiffTopkNet("odd_even", n, k, steepness=1.0 / tau)
                 return net(x)[1].sum(-1)
 
             yield _case(
