@@ -1,7 +1,9 @@
 """Benchmark cases, timing and memory measurement.
 
 A *case* times the forward (+ backward) pass of one logitkit function against a named peer on the
-same inputs, in the same process, and reports the ratio. Peak memory is measured in a fresh
+same inputs, in the same process, and reports the ratio. With ``backward=False`` any call can be
+timed (e.g. an estimator's ``fit``); ``extra`` adds quality metrics measured once (e.g. test
+accuracy of both sides) to the result row. Peak memory is measured in a fresh
 subprocess per (case, side): the resident-set high-water mark is reset (``/proc/self/clear_refs``)
 after the inputs exist and a warm-up step ran, then read back after one more step. The default
 allocator (glibc malloc) is used for both sides, as users get it.
@@ -38,6 +40,7 @@ class Case:
     backward: bool = True
     notes: str = ""
     input_bytes: Callable[[dict[str, Any]], int] | None = None
+    extra: Callable[[], dict[str, Any]] | None = None
 
 
 def register(suite: str) -> Callable[[Callable[[], Iterable[Case]]], Callable[[], Iterable[Case]]]:

@@ -34,6 +34,8 @@ def run_suite(suite: str, *, device: str, min_run_time: float, select: str | Non
             "notes": case.notes,
         }
         row["time_ratio"] = row["ours_ms"] / row["peer_ms"] if row["peer_ms"] else None
+        if case.extra is not None:
+            row["metrics"] = case.extra()
         if memory:
             ours_mem = measure_memory(case, "ours", device)
             peer_mem = measure_memory(case, "peer", device) if case.peer else None
@@ -61,6 +63,12 @@ def run_suite(suite: str, *, device: str, min_run_time: float, select: str | Non
 
 def _fmt(value, spec=".2f", suffix="") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _metrics(metrics: dict | None) -> str:
+    if not metrics:
+        return ""
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
 
 
 def render_table() -> str:
@@ -94,7 +102,11 @@ def render_table() -> str:
                 f"{_fmt(r['time_ratio'], '.2f', 'x')} | {_fmt(r.get('ours_peak_mb'), '.1f')} | "
                 f"{_fmt(r.get('peer_peak_mb'), '.1f')} | {_fmt(r.get('input_mb'), '.1f')} |"
             )
-        notes = [f"- {r['case']}: {r['notes']}" for r in data["rows"] if r.get("notes")]
+        notes = [
+            f"- {r['case']}: " + "; ".join(filter(None, [r.get("notes"), _metrics(r.get("metrics"))]))
+            for r in data["rows"]
+            if r.get("notes") or r.get("metrics")
+        ]
         lines += (["", *notes] if notes else []) + [""]
     return "\n".join(lines)
 

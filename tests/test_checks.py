@@ -95,3 +95,61 @@ def test_index_target_check():
         3,
         None,
     )
+
+
+def test_check_finite():
+    _checks.check_finite(torch.tensor([1.0, -2.0]), "x")
+    _checks.check_finite(torch.empty(0), "x")
+    assert_raises(
+        ValueError,
+        "x: expected finite values, got NaN",
+        _checks.check_finite,
+        torch.tensor([float("nan")]),
+        "x",
+    )
+    assert_raises(
+        ValueError,
+        "x: expected finite values, got infinity",
+        _checks.check_finite,
+        torch.tensor([1.0, -float("inf")]),
+        "x",
+    )
+    logitkit.set_validate_args(False)
+    try:
+        _checks.check_finite(torch.tensor([float("nan")]), "x")
+    finally:
+        logitkit.set_validate_args(True)
+
+
+def test_check_number_spells_the_interval():
+    _checks.check_number(0.0, "gamma", low=0.0, high=1.0, high_open=True)
+    _checks.check_number(3, "nodes", low=1, integer=True)
+    assert_raises(
+        ValueError,
+        "gamma: expected a number in [0, 1), got 1.0",
+        _checks.check_number,
+        1.0,
+        "gamma",
+        low=0.0,
+        high=1.0,
+        high_open=True,
+    )
+    assert_raises(
+        ValueError,
+        "scale: expected a number in (0, inf], got 0",
+        _checks.check_number,
+        0,
+        "scale",
+        low=0.0,
+        low_open=True,
+    )
+    assert_raises(
+        ValueError,
+        "level: expected a number in [0, inf], got inf",
+        _checks.check_number,
+        float("inf"),
+        "level",
+        low=0.0,
+    )
+    assert_raises(TypeError, "m: expected an integer, got 4.0", _checks.check_number, 4.0, "m", integer=True)
+    assert_raises(TypeError, "b: expected a number, got True", _checks.check_number, True, "b")

@@ -6,6 +6,7 @@ Functions live in :mod:`logitkit.functional` (``import logitkit.functional as LF
 
 from logitkit._checks import set_validate_args
 from logitkit.losses.cross_entropy import cross_entropy
+from logitkit.losses.multilabel import zlpr_loss
 from logitkit.ops.softmax import log_softmax, logsumexp, smooth_max, smooth_min, softmax
 
 __version__ = "0.1.0"
@@ -19,4 +20,5 @@ __all__ = [
     "smooth_max",
     "smooth_min",
     "softmax",
+    "zlpr_loss",
 ]

@@ -25,12 +25,14 @@ from torch import Tensor
 __all__ = [
     "check_class_weight",
     "check_dim",
+    "check_finite",
     "check_floating",
     "check_in_unit_interval",
     "check_index_target",
     "check_label_smoothing",
     "check_mask",
     "check_nonnegative_values",
+    "check_number",
     "check_one_of",
     "check_positive",
     "check_reduction",
@@ -123,6 +125,31 @@ def check_positive(value: float | Tensor, name: str, *, allow_zero: bool = False
         raise ValueError(f"{name}: expected a {sign} finite number, got {value!r}")
 
 
+def check_number(
+    value: object,
+    name: str,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> None:
+    """A Python number (an int when ``integer``) in the interval from ``low`` to ``high``.
+
+    The message spells the interval, e.g. ``gamma: expected a number in [0, 1), got 1.0``.
+    """
+    kind = "an integer" if integer else "a number"
+    allowed = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise TypeError(f"{name}: expected {kind}, got {_describe(value)}")
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below and math.isfinite(value)):
+        raise ValueError(f"{name}: expected {kind} in {interval}, got {value!r}")
+
+
 def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{name_b}: expected the shape of {name_a} {tuple(a.shape)}, got {tuple(b.shape)}")
@@ -157,6 +184,17 @@ def check_in_unit_interval(value: Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected values in [0, 1], got values in [{lo:g}, {hi:g}]")
 
 
+def check_finite(value: Tensor, name: str) -> None:
+    """No NaN and no infinity (features, sample values)."""
+    if not validate_args_enabled() or value.numel() == 0:
+        return
+    detached = value.detach()
+    if bool(torch.isnan(detached).any()):
+        raise ValueError(f"{name}: expected finite values, got NaN")
+    if bool(torch.isinf(detached).any()):
+        raise ValueError(f"{name}: expected finite values, got infinity")
+
+
 def check_nonnegative_values(value: Tensor, name: str) -> None:
     if not validate_args_enabled() or value.numel() == 0:
         return
@@ -167,8 +205,16 @@ def check_nonnegative_values(value: Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected non-negative values, got {got:g}")
 
 
-def check_index_target(target: Tensor, num_classes: int, ignore_index: int | None) -> None:
-    """Class indices in ``[0, num_classes)``, or equal to ``ignore_index``."""
+def check_index_target(
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int | None,
+    *,
+    name: str = "target",
+    ignore_name: str = "ignore_index",
+) -> None:
+    """Class indices in ``[0, num_classes)``, or equal to ``ignore_index`` (called ``ignore_name``
+    in the message, e.g. ``pad_index``)."""
     if not validate_args_enabled() or target.numel() == 0:
         return
     bad = (target < 0) | (target >= num_classes)
@@ -178,8 +224,8 @@ def check_index_target(target: Tensor, num_classes: int, ignore_index: int | Non
         lo, hi = target.min().item(), target.max().item()
         allowed = f"[0, {num_classes})"
         if ignore_index is not None:
-            allowed += f" or ignore_index={ignore_index}"
-        raise ValueError(f"target: expected class indices in {allowed}, got values in [{lo}, {hi}]")
+            allowed += f" or {ignore_name}={ignore_index}"
+        raise ValueError(f"{name}: expected class indices in {allowed}, got values in [{lo}, {hi}]")
 
 
 def check_class_weight(weight: object, num_classes: int, name: str = "weight") -> Tensor:

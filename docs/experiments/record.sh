@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Re-run every recorded experiment and re-render its report in docs/experiments/<experiment>-<dataset>/.
+#
+#   bash docs/experiments/record.sh           # resume: train only (method, seed) pairs not recorded yet
+#   bash docs/experiments/record.sh --fresh   # start over (after a change to training or data code)
+#
+# Needs the registry datasets (`logitkit data`; .ci/run shows how to provision them).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=(
+  "multilabel yeast"
+  "multilabel scene"
+  "multilabel movielens"
+  "longtail digits-lt"
+  "longtail fashion-mnist-lt"
+)
+for entry in "${runs[@]}"; do
+  read -r experiment dataset <<<"$entry"
+  out="docs/experiments/$experiment-$dataset"
+  if [ "${1:-}" = "--fresh" ]; then rm -rf "$out"; fi
+  logitkit run "$experiment" --dataset "$dataset" --seeds 5 --out "$out" --no-progress
+done
+python - <<'PY'
+import pathlib
+from logitkit.experiments.report import index
+root = pathlib.Path("docs/experiments")
+dirs = [d for d in sorted(root.iterdir()) if (d / "results.jsonl").is_file()]
+(root / "results.md").write_text(index(dirs, relative_to=root))
+PY
