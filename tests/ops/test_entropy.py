@@ -208,12 +208,15 @@ def test_unreachable_targets_raise():
 def test_gradcheck():
     x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
     target = torch.tensor([0.4, 0.9], dtype=torch.float64, requires_grad=True)
-    assert_gradcheck(lambda v, t: LF.entropy_normalize(v, t, steps=12), x, target)
-    assert_gradcheck(lambda v: LF.entropy_normalize(v, 0.8, steps=12, return_gamma=True)[1], x)
+    # Double backward too: two Newton steps from the detached root carry exact second derivatives.
+    assert_gradcheck(lambda v, t: LF.entropy_normalize(v, t, steps=12), x, target, gradgrad=True)
+    assert_gradcheck(lambda v: LF.entropy_normalize(v, 0.8, steps=12, return_gamma=True)[1], x, gradgrad=True)
     assert_gradcheck(lambda v: LF.entropy(v, temperature=0.7), x, gradgrad=True)
     p = torch.softmax(torch.randn(3, 5, dtype=torch.float64), 1).requires_grad_()
     assert_gradcheck(lambda v: LF.entropy(v, input_type="probs"), p, gradgrad=True)
-    assert_gradcheck(lambda v: LF.entropy_normalize(v, 1.0, input_type="probs"), p)
+    assert_gradcheck(lambda v: LF.entropy_normalize(v, 1.0, input_type="probs"), p, gradgrad=True)
+    keep = torch.tensor([True, True, False, True])
+    assert_gradcheck(lambda v: LF.entropy_normalize(v, 0.7, mask=keep), x, gradgrad=True)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

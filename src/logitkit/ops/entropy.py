@@ -281,20 +281,33 @@ def entropy_normalize(
 
 
 def _implicit_gamma(logp: Tensor, keep: Tensor, target: Tensor, gamma0: Tensor) -> Tensor:
-    r"""The root ``gamma0`` as a value, with the implicit-function gradient: autograd through the
-    residual :math:`\mathcal H(\gamma_0) - \mathcal H^*` of one Newton step, whose value is
-    removed (so an imperfectly converged root is never moved by the step)."""
+    r"""The root ``gamma0`` as a value, with the implicit-function derivatives.
+
+    With the Newton map :math:`N(\gamma) = \gamma - R(\gamma)/R'(\gamma)`,
+    :math:`R = \mathcal H(\tilde p_\gamma) - \mathcal H^*`: :math:`N'(\gamma^*) = 0` at the root,
+    so one step from the detached root carries the exact first derivatives, and a second step
+    taken from that one the exact second derivatives (double backward, Hessian-vector
+    products). The steps' values are removed, so an imperfectly converged root is never moved."""
     safe = torch.where(keep, logp, 0.0)
-    q = torch.log_softmax(torch.where(keep, gamma0 * safe, -INF), -1)
-    p = torch.where(keep, torch.exp(torch.where(keep, q, 0.0)), 0.0)
-    h = -(p * torch.where(keep, q, 0.0)).sum(-1, keepdim=True)
-    with torch.no_grad():
-        mean = (p * safe).sum(-1, keepdim=True)
-        var = (p * (safe - mean) ** 2).sum(-1, keepdim=True)
-        slope = gamma0 * var  # -dH/dgamma
-        inv = torch.where(slope > 0, 1.0 / torch.where(slope > 0, slope, 1.0), 0.0)
-    residual = h - target
-    return gamma0 + (residual - residual.detach()) * inv
+    first = _newton(safe, keep, target, gamma0)
+    gamma1 = gamma0 + (first - first.detach())
+    second = _newton(safe, keep, target, gamma1)
+    return gamma0 + (second - second.detach())
+
+
+def _newton(safe: Tensor, keep: Tensor, target: Tensor, gamma: Tensor) -> Tensor:
+    r""":math:`\gamma + (\mathcal H_\gamma - \mathcal H^*)/(\gamma\,\mathrm{Var}_{\tilde p}[\log p])`
+    (the step is 0 where the entropy cannot move)."""
+    q = torch.log_softmax(torch.where(keep, gamma * safe, -INF), -1)
+    q = torch.where(keep, q, 0.0)
+    p = torch.where(keep, torch.exp(q), 0.0)
+    h = -(p * q).sum(-1, keepdim=True)
+    mean = (p * safe).sum(-1, keepdim=True)
+    var = (p * (safe - mean) ** 2).sum(-1, keepdim=True)
+    slope = gamma * var  # -dH/dgamma
+    ok = slope > 0
+    inv = torch.where(ok, 1.0 / torch.where(ok, slope, 1.0), 0.0)
+    return gamma + (h - target) * inv
 
 
 def _restore(out: Tensor, dim: int, input: Tensor) -> Tensor:
