@@ -324,6 +324,16 @@ def test_gradcheck(method):
         assert_gradcheck(lambda v, q: LF.soft_topk_sum(v, q, method=method), x, kk)
 
 
+@pytest.mark.parametrize("variant", ["softkmax", "weighted"])
+def test_gradcheck_iterative(variant):
+    # Plain autograd through the k rounds (comparison only, but differentiable).
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    tau = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    assert_gradcheck(
+        lambda v, t: LF.soft_topk_iterative(v, 2, temperature=t, variant=variant), x, tau, gradgrad=True
+    )
+
+
 @pytest.mark.parametrize("method", THRESHOLD)
 def test_implicit_jacobian_formula(method):
     # J = diag(w) - w w^T / W, symmetric with zero row sums (spec §3.5).
