@@ -16,6 +16,7 @@ from tests.helpers import FLOAT_DTYPES, TOLERANCE, assert_compiles, assert_gradc
 from tests.reference import smooth as ref
 
 KERNELS = ["logistic", "gaussian", "cauchy"]
+INF = math.inf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,6 +233,32 @@ def test_extreme_inputs_are_finite():
             out = fn(x_req, 0.01, kernel)
             out.sum().backward()
             assert torch.isfinite(out).all() and torch.isfinite(x_req.grad).all(), (name, kernel)
+
+
+def test_infinite_and_huge_inputs_give_the_limits():
+    # +-inf: the hard function's limits with zero gradient; 1e30: no cancellation (clip = max).
+    x = torch.tensor([INF, -INF, 1e30, -1e30, 0.3], dtype=torch.float64)
+    hard = {
+        "step": [1.0, 0.0, 1.0, 0.0],
+        "sign": [1.0, -1.0, 1.0, -1.0],
+        "relu": [INF, 0.0, 1e30, 0.0],
+        "relu-step": [INF, 0.0, 1e30, 0.0],
+        "abs": [INF, INF, 1e30, 1e30],
+        "abs-step": [INF, INF, 1e30, 1e30],
+        "clip": [1.5, -0.5, 1.5, -0.5],
+        "floor": [INF, -INF, 1e30, -1e30],
+        "round": [INF, -INF, 1e30, -1e30],
+    }
+    for name, fn, kernel in CASES:
+        x_req = x.clone().requires_grad_()
+        out = fn(x_req, 0.5, kernel)
+        expected = torch.tensor(hard[name], dtype=torch.float64)
+        if name == "relu-step" and kernel == "cauchy":
+            expected[1] = -0.5 / math.pi  # x Phi(x / tau) -> -tau / pi
+        torch.testing.assert_close(out[:4], expected, rtol=1e-12, atol=0, msg=f"{name}-{kernel}")
+        torch.testing.assert_close(out[4:], fn(x[4:], 0.5, kernel))
+        (grad,) = torch.autograd.grad(out.nan_to_num(posinf=0.0, neginf=0.0).sum(), x_req)
+        assert torch.isfinite(grad).all() and (grad[:2] == 0).all(), (name, kernel)
 
 
 def test_torch_compile_fullgraph():

@@ -20,7 +20,8 @@ Functions: :func:`smooth_step`, :func:`smooth_sign`, :func:`smooth_relu`, :func:
 :math:`[x]_+ = x\,\theta(x)` (Swish, GELU) instead of convolving the whole function.
 
 All are elementwise, keep the input's shape and dtype (half precision computed in float32) and
-recover the hard function as :math:`\tau \to 0^+`.
+recover the hard function as :math:`\tau \to 0^+`. Infinite inputs give the limits (e.g.
+``smooth_clip(inf) = max``, ``smooth_floor(-inf) = -inf``) with zero gradient.
 
 Reference: J. Su, "用狄拉克函数来构造非光滑函数的光滑近似" (kexue.fm/archives/8718, 2021), after
 SAU (Biswas et al., arXiv 2109.13210); "寻求一个光滑的最大值函数" (kexue.fm/archives/3290).
@@ -56,6 +57,17 @@ KERNELS = ("logistic", "gaussian", "cauchy")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+INF = float("inf")
+
+
+def _finite(x: Tensor) -> Tensor:
+    """``x`` with infinities replaced by 0 (their outputs are set by :func:`_limits`)."""
+    return torch.where(torch.isinf(x), 0.0, x)
+
+
+def _limits(out: Tensor, x: Tensor, at_neg: float | Tensor, at_pos: float | Tensor) -> Tensor:
+    """``out`` with the function's limits at ``x = -inf`` / ``+inf`` (zero gradient there)."""
+    return torch.where(x == INF, at_pos, torch.where(x == -INF, at_neg, out))
 
 
 def _prepare(
@@ -97,6 +109,18 @@ def _relu_conv(x: Tensor, tau: Tensor | float, kernel: str) -> Tensor:
     # Cauchy: the convolution diverges; x Phi(x/tau) - (tau / 2 pi) log(1 + (x/tau)^2) is an
     # antiderivative of Phi(x/tau), good for differences (clip).
     return x * _cdf(u, "cauchy") - tau / (2.0 * math.pi) * torch.log1p(u * u)
+
+
+def _relu_conv_excess(t: Tensor, tau: Tensor | float, kernel: str) -> Tensor:
+    r""":func:`_relu_conv` minus :math:`[t]_+`, computed without cancellation for large
+    :math:`|t|` (uses :math:`t\Phi(u) - [t]_+ = -|t|\,\Phi(-|u|)`)."""
+    u = t / tau
+    if kernel == "logistic":
+        return tau * torch.nn.functional.softplus(-u.abs())
+    tail = t.abs() * _cdf(-u.abs(), kernel)
+    if kernel == "gaussian":
+        return tau * _INV_SQRT_2PI * torch.exp(-0.5 * u * u) - tail
+    return -tail - tau / (2.0 * math.pi) * torch.log1p(u * u)
 
 
 def smooth_step(input: Tensor, *, temperature: float | Tensor = 1.0, kernel: str = "logistic") -> Tensor:
@@ -179,9 +203,11 @@ def smooth_relu(
     _checks.check_one_of(form, "form", ("convolve", "step"))
     allowed = KERNELS if form == "step" else ("logistic", "gaussian")
     x, tau = _prepare(input, temperature, kernel, allowed)
+    xf = _finite(x)
     if form == "step":
-        return (x * _cdf(x / tau, kernel)).to(input.dtype)
-    return _relu_conv(x, tau, kernel).to(input.dtype)
+        at_neg = -tau / math.pi if kernel == "cauchy" else 0.0  # x Phi(x / tau) as x -> -inf
+        return _limits(xf * _cdf(xf / tau, kernel), x, at_neg, INF).to(input.dtype)
+    return _limits(_relu_conv(xf, tau, kernel), x, 0.0, INF).to(input.dtype)
 
 
 def smooth_abs(
@@ -208,15 +234,16 @@ def smooth_abs(
     _checks.check_one_of(form, "form", ("convolve", "step"))
     allowed = KERNELS if form == "step" else ("logistic", "gaussian")
     x, tau = _prepare(input, temperature, kernel, allowed)
+    xf = _finite(x)
     if form == "step":
-        return (x * (2.0 * _cdf(x / tau, kernel) - 1.0)).to(input.dtype)
-    u = x / tau
+        return _limits(xf * (2.0 * _cdf(xf / tau, kernel) - 1.0), x, INF, INF).to(input.dtype)
+    u = xf / tau
     if kernel == "logistic":
         # tau [softplus(u) + softplus(-u)] = |x| + 2 tau softplus(-|u|), overflow-free.
-        out = x.abs() + 2.0 * tau * torch.nn.functional.softplus(-u.abs())
+        out = xf.abs() + 2.0 * tau * torch.nn.functional.softplus(-u.abs())
     else:
-        out = x * (2.0 * torch.special.ndtr(u) - 1.0) + 2.0 * tau * _INV_SQRT_2PI * torch.exp(-0.5 * u * u)
-    return out.to(input.dtype)
+        out = xf * (2.0 * torch.special.ndtr(u) - 1.0) + 2.0 * tau * _INV_SQRT_2PI * torch.exp(-0.5 * u * u)
+    return _limits(out, x, INF, INF).to(input.dtype)
 
 
 def smooth_clip(
@@ -250,8 +277,12 @@ def smooth_clip(
     if not min < max:
         raise ValueError(f"max: expected a value greater than min={min!r}, got {max!r}")
     x, tau = _prepare(input, temperature, kernel)
-    out = min + _relu_conv(x - min, tau, kernel) - _relu_conv(x - max, tau, kernel)
-    return out.to(input.dtype)
+    xf = _finite(x)
+    # a + [x - a]_+ - [x - b]_+ is the hard clip: taken directly, only the small excesses of the
+    # two smooth ReLUs are subtracted (no cancellation for |x| >> b - a).
+    excess = _relu_conv_excess(xf - min, tau, kernel) - _relu_conv_excess(xf - max, tau, kernel)
+    out = (torch.clamp(xf, min, max) + excess).clamp(min, max)  # rounding of tiny excesses
+    return _limits(out, x, float(min), float(max)).to(input.dtype)
 
 
 def _window(temperature: float | Tensor, kernel: str, dtype: torch.dtype, window: int | None) -> int:
@@ -307,13 +338,14 @@ def smooth_floor(
     """
     x, tau = _prepare(input, temperature, kernel, ("logistic", "gaussian"))
     reach = _window(temperature, kernel, x.dtype, window)
-    c = torch.floor(x.detach())
-    y = x - c  # in [0, 1); carries the gradient
+    xf = _finite(x)
+    c = torch.floor(xf.detach())
+    y = xf - c  # in [0, 1); carries the gradient
     total = torch.zeros_like(x)
     for j in range(-reach, reach + 2):
         term = _cdf((y - j) / tau, kernel)
         total = total + (term - 1.0 if j <= 0 else term)
-    return (c + total).to(input.dtype)
+    return _limits(c + total, x, -INF, INF).to(input.dtype)
 
 
 def smooth_round(
