@@ -13,12 +13,16 @@ runs=(
   "multilabel movielens"
   "longtail digits-lt"
   "longtail fashion-mnist-lt"
+  "vae_density fashion-mnist 3"
+  "am_softmax kjv-web 3"
+  "attention austen 3"
+  "droptoken austen 3"
 )
 for entry in "${runs[@]}"; do
-  read -r experiment dataset <<<"$entry"
+  read -r experiment dataset seeds <<<"$entry"
   out="docs/experiments/$experiment-$dataset"
   if [ "${1:-}" = "--fresh" ]; then rm -rf "$out"; fi
-  logitkit run "$experiment" --dataset "$dataset" --seeds 5 --out "$out" --no-progress
+  logitkit run "$experiment" --dataset "$dataset" --seeds "${seeds:-5}" --threads 1 --out "$out" --no-progress
 done
 python - <<'PY'
 import pathlib

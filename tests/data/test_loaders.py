@@ -119,3 +119,22 @@ def test_mlbench_tables(name, rows, features, counts):
         assert ds.num_classes == 19 and total.max() == 92 and total.min() == 8
     if name == "glass":
         assert sorted(total.tolist(), reverse=True)[0] == 76 and total.min() == 9
+
+
+def test_austen_chapters_and_split():
+    corpus = need("austen")
+    # The six novels' chapter counts (Emma 55, Mansfield Park 48, Northanger Abbey 31, Persuasion
+    # 24, Pride and Prejudice 61, Sense and Sensibility 50), split by whole chapters per novel.
+    totals = (
+        corpus.train_counts()
+        + np.bincount(corpus.y_val, minlength=6)
+        + np.bincount(corpus.y_test, minlength=6)
+    )
+    assert totals.tolist() == [55, 48, 31, 24, 61, 50]
+    assert corpus.sizes() == (215, 27, 27) and corpus.num_classes == 6
+    assert np.bincount(corpus.y_test, minlength=6).tolist() == [6, 5, 3, 2, 6, 5]
+    assert 3.9e6 < sum(corpus.chars()) < 4.1e6  # data.md: about 4.0M characters
+    assert corpus.train[0].startswith("Emma Woodhouse, handsome, clever, and rich")
+    assert not any("CHAPTER" in doc[:20] or "Chapter" in doc[:20] for doc in corpus.train)
+    again = data.load("austen")
+    assert again.test == corpus.test  # the fixed split

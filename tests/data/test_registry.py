@@ -13,7 +13,7 @@ def test_every_entry_documents_provenance():
     for info, _ in data.status():
         assert info.source and info.licence and info.citation and info.split and info.shape, info.name
         assert info.obtain and all(info.obtain), info.name
-        assert info.task in ("multiclass", "multilabel")
+        assert info.task in ("multiclass", "multilabel", "pairs", "text")
 
 
 def test_embedded_digits_split_is_fixed_and_balanced():

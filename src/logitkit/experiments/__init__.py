@@ -7,7 +7,7 @@ hyper-parameters (:class:`Method`), metrics and the claim it checks (:class:`Cla
 
 >>> from logitkit import experiments
 >>> experiments.names()
-['multilabel', 'longtail']
+['multilabel', 'longtail', 'vae_density', 'am_softmax', 'attention', 'droptoken']
 """
 
 from __future__ import annotations
@@ -40,10 +40,14 @@ def register(experiment: Experiment) -> Experiment:
 
 def _populate() -> None:
     if not _REGISTRY:
-        from logitkit.experiments import longtail, multilabel
+        from logitkit.experiments import am_softmax, attention, droptoken, longtail, multilabel, vae_density
 
         register(multilabel.EXPERIMENT)
         register(longtail.EXPERIMENT)
+        register(vae_density.EXPERIMENT)
+        register(am_softmax.EXPERIMENT)
+        register(attention.EXPERIMENT)
+        register(droptoken.EXPERIMENT)
 
 
 def names() -> list[str]:
