@@ -29,7 +29,26 @@ from logitkit.models.attention import entropy_invariant_attention, entropy_invar
 from logitkit.models.closed_form import closed_form_softmax_regression
 from logitkit.models.masking import drop_tokens, mae_key_mask, mlm_consistent_embeddings
 from logitkit.models.vae import importance_log_likelihood, iwae_loss
-from logitkit.ops.softmax import log_softmax, logsumexp, smooth_max, smooth_min, soft_argmax, softmax
+from logitkit.ops.entropy import entropy, entropy_normalize
+from logitkit.ops.perturb import perturb_argmax_probs, perturb_argmax_sample
+from logitkit.ops.smooth import (
+    smooth_abs,
+    smooth_clip,
+    smooth_floor,
+    smooth_relu,
+    smooth_round,
+    smooth_sign,
+    smooth_step,
+)
+from logitkit.ops.softmax import (
+    log_softmax,
+    logsumexp,
+    smooth_max,
+    smooth_min,
+    soft_argmax,
+    softmax,
+)
+from logitkit.ops.topk import soft_topk, soft_topk_iterative, soft_topk_sum
 from logitkit.posthoc.adjust import adjust_logits
 from logitkit.posthoc.can import can, topk_uncertainty
 
@@ -42,8 +61,10 @@ __all__ = [
     "closed_form_softmax_regression",
     "cross_entropy",
     "drop_tokens",
+    "entropy",
     "entropy_invariant_attention",
     "entropy_invariant_scale",
+    "entropy_normalize",
     "exact_loss",
     "f1_class_weights",
     "f1_weighted_bce",
@@ -58,13 +79,25 @@ __all__ = [
     "logsumexp",
     "mae_key_mask",
     "mlm_consistent_embeddings",
+    "perturb_argmax_probs",
+    "perturb_argmax_sample",
     "sigmoid_focal_loss",
     "simpler_a_softmax_loss",
+    "smooth_abs",
     "smooth_accuracy_loss",
+    "smooth_clip",
     "smooth_f1_loss",
+    "smooth_floor",
     "smooth_max",
     "smooth_min",
+    "smooth_relu",
+    "smooth_round",
+    "smooth_sign",
+    "smooth_step",
     "soft_argmax",
+    "soft_topk",
+    "soft_topk_iterative",
+    "soft_topk_sum",
     "softened_binary_cross_entropy",
     "softened_cross_entropy",
     "softmax",

@@ -20,7 +20,18 @@ from logitkit.losses.truncated import (
 )
 from logitkit.models.attention import EntropyInvariantMultiheadAttention
 from logitkit.models.vae import VAE
+from logitkit.ops.entropy import EntropyNormalize
+from logitkit.ops.smooth import (
+    SmoothAbs,
+    SmoothClip,
+    SmoothFloor,
+    SmoothReLU,
+    SmoothRound,
+    SmoothSign,
+    SmoothStep,
+)
 from logitkit.ops.softmax import LogSoftmax, LogSumExp, SmoothMax, SmoothMin, Softmax
+from logitkit.ops.topk import SoftTopK
 
 __all__ = [
     "VAE",
@@ -29,6 +40,7 @@ __all__ = [
     "CosineClassifier",
     "CrossEntropyLoss",
     "EntropyInvariantMultiheadAttention",
+    "EntropyNormalize",
     "ExactLoss",
     "F1WeightedBCELoss",
     "Flooding",
@@ -38,10 +50,18 @@ __all__ = [
     "LogitAdjustedCrossEntropyLoss",
     "SigmoidFocalLoss",
     "SimplerASoftmaxLoss",
+    "SmoothAbs",
     "SmoothAccuracyLoss",
+    "SmoothClip",
     "SmoothF1Loss",
+    "SmoothFloor",
     "SmoothMax",
     "SmoothMin",
+    "SmoothReLU",
+    "SmoothRound",
+    "SmoothSign",
+    "SmoothStep",
+    "SoftTopK",
     "SoftenedBinaryCrossEntropyLoss",
     "SoftenedCrossEntropyLoss",
     "Softmax",
