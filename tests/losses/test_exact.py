@@ -304,3 +304,15 @@ def test_bad_inputs():
     assert_raises(
         ValueError, "target: expected class indices in [0, 3)", LF.exact_loss, x, torch.tensor([0, 1, 3, 1])
     )
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0])
+def test_equals_the_perturb_and_argmax_operator_with_normal_noise(sigma):
+    # Two independent quadratures: EXACT's target-only centred Gauss-Hermite rule and the operator's
+    # all-class grid in s (logitkit.ops.perturb) give the same probability of the target.
+    gen = torch.Generator().manual_seed(0)
+    x = 3.0 * torch.randn(64, 7, dtype=torch.float64, generator=gen)
+    y = torch.randint(0, 7, (64,), generator=gen)
+    accuracy = 1.0 - LF.exact_loss(x, y, sigma=sigma, reduction="none")
+    probs = LF.perturb_argmax_probs(x, dim=1, noise="normal", temperature=sigma)
+    torch.testing.assert_close(accuracy, probs.gather(1, y[:, None])[:, 0], rtol=0, atol=1e-8)

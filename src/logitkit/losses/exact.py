@@ -173,10 +173,9 @@ def _gaussian_argmax_log_prob(z: Tensor, index: Tensor, quadrature: str, nodes: 
     (operators.md §6.3, error :math:`O(1/K)`). Differentiable in ``z``. ``-inf`` scores are excluded
     classes; a row whose target score is ``-inf`` gives ``-inf``.
 
-    Kept private and self-contained so that it can be routed through
-    ``logitkit.ops.perturb.perturb_argmax_probs`` (issue #6) once both exist: that operator returns
-    every class's probability (C times this work), so a target-only entry point there keeps EXACT
-    at :math:`O(M C K)`.
+    :func:`logitkit.ops.perturb.perturb_argmax_probs` (normal noise, ``temperature=sigma``) gives
+    every class's probability by another quadrature (C times this work); the tests check that the
+    two agree on the target.
     """
     m, c = z.shape
     if c == 1:
