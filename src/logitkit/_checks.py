@@ -37,6 +37,7 @@ __all__ = [
     "check_positive",
     "check_reduction",
     "check_same_shape",
+    "check_temperature",
     "check_tensor",
     "set_validate_args",
     "validate_args_enabled",
@@ -123,6 +124,19 @@ def check_positive(value: float | Tensor, name: str, *, allow_zero: bool = False
     if not ok:
         sign = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name}: expected a {sign} finite number, got {value!r}")
+
+
+def check_temperature(temperature: float | Tensor, input: Tensor, name: str = "temperature") -> None:
+    """A positive finite float, or a tensor of them broadcastable to ``input``."""
+    check_positive(temperature, name)
+    if isinstance(temperature, Tensor):
+        try:
+            torch.broadcast_shapes(temperature.shape, input.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"{name}: expected a float or a tensor broadcastable to the input's "
+                f"{tuple(input.shape)}, got shape {tuple(temperature.shape)}"
+            ) from None
 
 
 def check_number(

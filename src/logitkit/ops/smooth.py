@@ -75,17 +75,10 @@ def _prepare(
 ) -> tuple[Tensor, Tensor | float]:
     _checks.check_floating(input, "input")
     _checks.check_one_of(kernel, "kernel", allowed)
-    _checks.check_positive(temperature, "temperature")
+    _checks.check_temperature(temperature, input)
     work = torch.float32 if input.dtype in _LOW_PRECISION else input.dtype
     x = input.to(work)
     if isinstance(temperature, Tensor):
-        try:
-            torch.broadcast_shapes(temperature.shape, input.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"temperature: expected a float or a tensor broadcastable to the input's "
-                f"{tuple(input.shape)}, got shape {tuple(temperature.shape)}"
-            ) from None
         return x, temperature.to(work)
     return x, float(temperature)
 

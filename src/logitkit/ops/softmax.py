@@ -89,15 +89,7 @@ def _prepare(
     """Validate, upcast and temper: returns (scores, normalised dim, output dtype)."""
     _checks.check_floating(input, "input")
     dim = _checks.check_dim(input, dim)
-    _checks.check_positive(temperature, "temperature")
-    if isinstance(temperature, Tensor):
-        try:
-            torch.broadcast_shapes(temperature.shape, input.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"temperature: expected a float or a tensor broadcastable to the input's "
-                f"{tuple(input.shape)}, got shape {tuple(temperature.shape)}"
-            ) from None
+    _checks.check_temperature(temperature, input)
     if mask is not None:
         _checks.check_mask(mask, input)
     if dtype is not None and not dtype.is_floating_point:

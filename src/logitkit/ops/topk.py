@@ -64,15 +64,7 @@ def _scores(input: Tensor, dim: int, temperature: float | Tensor, mask: Tensor |
     """Validated, upcast, tempered scores with ``dim`` moved last (masked entries ``-inf``)."""
     _checks.check_floating(input, "input")
     dim = _checks.check_dim(input, dim)
-    _checks.check_positive(temperature, "temperature")
-    if isinstance(temperature, Tensor):
-        try:
-            torch.broadcast_shapes(temperature.shape, input.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"temperature: expected a float or a tensor broadcastable to the input's "
-                f"{tuple(input.shape)}, got shape {tuple(temperature.shape)}"
-            ) from None
+    _checks.check_temperature(temperature, input)
     if mask is not None:
         _checks.check_mask(mask, input)
     work = torch.float32 if input.dtype in _LOW_PRECISION else input.dtype
