@@ -16,7 +16,7 @@ One place defines what ``target``, ``weight``, ``ignore_index``, ``label_smoothi
 * :math:`0 \\cdot \\infty := 0`: a zero target on a ``-inf`` (masked) logit contributes nothing,
   where torch returns NaN.
 
-Losses that fuse the softmax (:mod:`logitkit.losses.cross_entropy`) use :func:`sample_coefficients`
+Losses that fuse the softmax (:mod:`logitkit.losses.cross_entropy`) use :func:`flat_target`
 and :func:`mean_denominator` directly; losses with other per-class terms (focal, TaiLr, ...) build
 the term tensor and call :func:`expected_class_loss`.
 """
@@ -32,8 +32,10 @@ from logitkit import _checks
 
 __all__ = [
     "ClassTarget",
+    "FlatTarget",
     "class_target",
     "expected_class_loss",
+    "flat_target",
     "mean_denominator",
     "reduce_loss",
     "smoothed_probs",
@@ -157,6 +159,38 @@ def expected_class_loss(
     zero = coeff == 0
     safe_terms = torch.where(zero, 0.0, terms)
     return (coeff * safe_terms).sum(1)
+
+
+class FlatTarget(NamedTuple):
+    """A :class:`ClassTarget` laid out for kernels over logits viewed as ``(N, C, S)``.
+
+    Index targets set ``index`` ``(N, S)`` (ignored entries 0), ``coef`` ``(N, S)`` =
+    :math:`(1 - \varepsilon) w_y` on valid entries and 0 on ignored ones, and ``smooth`` ``(N, S)`` =
+    :math:`\varepsilon / C` on valid entries (``None`` without smoothing); probability targets set
+    ``probs`` ``(N, C, S)`` only (smoothing and weights are then applied by the kernel).
+    """
+
+    index: Tensor | None
+    coef: Tensor | None
+    smooth: Tensor | None
+    probs: Tensor | None
+
+
+def flat_target(
+    target: ClassTarget, samples: int, spatial: int, weight: Tensor | None, label_smoothing: float,
+    dtype: torch.dtype,
+) -> FlatTarget:  # fmt: skip
+    """:class:`FlatTarget` of ``target`` for ``samples`` x ``spatial`` positions, in ``dtype``."""
+    if target.index is None:
+        assert target.probs is not None
+        return FlatTarget(None, None, None, target.probs.reshape(samples, target.num_classes, spatial))
+    assert target.valid is not None
+    eps = float(label_smoothing)
+    index = target.index.reshape(samples, spatial)
+    valid = target.valid.reshape(samples, spatial).to(dtype)
+    coef = valid * (1.0 - eps) if weight is None else weight.to(dtype)[index] * valid * (1.0 - eps)
+    smooth = valid * (eps / target.num_classes) if eps > 0 else None
+    return FlatTarget(index, coef, smooth, None)
 
 
 def mean_denominator(target: ClassTarget, weight: Tensor | None, dtype: torch.dtype) -> Tensor:

@@ -19,7 +19,8 @@ the Debian and sdist packages when they are not installed system-wide.
 """
 
 from logitkit.data._paths import cache_dir
-from logitkit.data._registry import Dataset, DatasetInfo, DatasetMissing, get, load, names, register, status
+from logitkit.data._registry import Dataset, DatasetInfo, DatasetMissing, register
+from logitkit.data.catalog import get, load, names, status
 from logitkit.data.custom import from_arrays, from_csv, from_npz, load_file
 from logitkit.data.longtail import longtail_counts, longtail_indices
 

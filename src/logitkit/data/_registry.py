@@ -1,4 +1,4 @@
-"""The dataset registry: name -> provenance, licence, citation, fixed split, loader, obtain commands."""
+"""The dataset registry's entries: provenance, licence, citation, fixed split, loader, obtain commands."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Dataset", "DatasetInfo", "DatasetMissing", "get", "load", "names", "register", "status"]
+__all__ = ["Dataset", "DatasetInfo", "DatasetMissing", "register"]
 
 TASKS = ("multiclass", "multilabel")
 
@@ -123,41 +123,6 @@ def register(info: DatasetInfo) -> DatasetInfo:
         raise ValueError(f"task: expected one of {TASKS}, got {info.task!r}")
     _REGISTRY[info.name] = info
     return info
-
-
-def names() -> list[str]:
-    _populate()
-    return list(_REGISTRY)
-
-
-def get(name: str) -> DatasetInfo:
-    _populate()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"dataset: expected one of {sorted(_REGISTRY)}, got {name!r}") from None
-
-
-def load(name: str, **params) -> Dataset:
-    """Load a registry dataset by name (keyword ``params`` such as ``imbalance=10`` where supported)."""
-    return get(name).load(**params)
-
-
-def status() -> list[tuple[DatasetInfo, bool]]:
-    """Every registry entry with whether it is available here."""
-    _populate()
-    return [(info, bool(info.available())) for info in _REGISTRY.values()]
-
-
-_POPULATED = False
-
-
-def _populate() -> None:
-    global _POPULATED
-    if _POPULATED:
-        return
-    _POPULATED = True
-    from logitkit.data import fashion_mnist, mlbench, multilabel, sklearn_digits  # noqa: F401
 
 
 # --------------------------------------------------------------------------- split helpers

@@ -40,7 +40,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from logitkit import _blocks
-from logitkit._reduce import ClassTarget
+from logitkit._reduce import ClassTarget, flat_target
 from logitkit.losses.cross_entropy import _softmax_into, compute_dtype
 from logitkit.ops.softmax import _fill_dead_, apply_temperature
 
@@ -370,18 +370,13 @@ def class_term_loss(
     cd = compute_dtype(x.dtype)
     w = None if weight is None else weight.to(cd)
     eps = float(label_smoothing)
+    flat = flat_target(target, n, spatial, w, eps, cd)
+    tensors = (x, *flat, w)
     if target.index is not None:
-        assert target.valid is not None
-        index = target.index.reshape(n, spatial)
-        valid = target.valid.reshape(n, spatial).to(cd)
-        coef = valid * (1.0 - eps) if w is None else w[index] * valid * (1.0 - eps)
-        smooth = valid * (eps / c) if eps > 0 else None
-        tensors = (x, index, coef, smooth, None, w)
         shift = None if shift is None else shift.reshape(n, spatial).to(cd)
         slope = None if slope is None else slope.reshape(n, spatial).to(cd)
     else:
-        assert target.probs is not None and shift is None and slope is None
-        tensors = (x, None, None, None, target.probs.reshape(n, c, spatial), w)
+        assert shift is None and slope is None
     params = tuple(float(v) for v in params)
     loss = ClassTermLoss.apply(*tensors, shift, slope, eps, scale, kind, params)
     return loss.reshape(n, *input.shape[2:])

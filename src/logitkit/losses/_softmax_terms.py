@@ -431,16 +431,7 @@ def per_sample_loss(
     n, c = input.shape[:2]
     spatial = math.prod(input.shape[2:])
     x = input.reshape(n, c, spatial)
-    if tgt.index is not None:
-        assert tgt.valid is not None
-        index = tgt.index.reshape(n, spatial)
-        valid = tgt.valid.reshape(n, spatial).to(cd)
-        coef = valid * (1.0 - eps) if cvec is None else cvec[index] * valid * (1.0 - eps)
-        smooth = valid * (eps / c) if eps > 0 else None
-        args = (x, index, coef, smooth, None, cvec, eps, kind, param)
-    else:
-        assert tgt.probs is not None
-        args = (x, None, None, None, tgt.probs.reshape(n, c, spatial), cvec, eps, kind, param)
+    args = (x, *_reduce.flat_target(tgt, n, spatial, cvec, eps, cd), cvec, eps, kind, param)
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or (args[4] is not None and args[4].requires_grad)
     )

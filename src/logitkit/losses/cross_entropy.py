@@ -370,16 +370,7 @@ def cross_entropy(
     x = logits.reshape(n, num_classes, spatial)
     w = None if weight is None else weight.to(cd)
     eps = float(label_smoothing)
-    if tgt.index is not None:
-        assert tgt.valid is not None
-        index = tgt.index.reshape(n, spatial)
-        valid = tgt.valid.reshape(n, spatial).to(cd)
-        coef = valid * (1.0 - eps) if w is None else w[index] * valid * (1.0 - eps)
-        smooth = valid * (eps / num_classes) if eps > 0 else None
-        args = (x, index, coef, smooth, None, w, eps, scale)
-    else:
-        assert tgt.probs is not None
-        args = (x, None, None, None, tgt.probs.reshape(n, num_classes, spatial), w, eps, scale)
+    args = (x, *_reduce.flat_target(tgt, n, spatial, w, eps, cd), w, eps, scale)
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or (args[4] is not None and args[4].requires_grad)
     )
