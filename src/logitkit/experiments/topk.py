@@ -53,7 +53,7 @@ from logitkit.experiments._spec import (
     TrialResult,
     define_metric,
 )
-from logitkit.ops.topk import soft_topk
+from logitkit.functional import soft_topk
 
 __all__ = ["EXPERIMENT", "TEMPERATURES", "topk_loss"]
 
