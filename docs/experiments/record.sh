@@ -14,36 +14,12 @@ runs=(
   "longtail digits-lt"
   "longtail fashion-mnist-lt"
   "topk letter"
-  "flooding fashion-mnist"
-  "tailr fashion-mnist-noise0"
-  "tailr fashion-mnist-noise20"
-  "tailr fashion-mnist-noise40"
-  "exact letter"
-  "exact satellite"
-  "exact vehicle"
-  "exact vowel"
-  "exact dna"
-  "exact soybean"
-  "exact glass"
-  "closed_form fashion-mnist"
-  "closed_form satellite"
-  "closed_form letter"
-  "focal fashion-mnist-bag1"
-  "can dna"
-  "can satellite"
-  "can fashion-mnist"
-  "can soybean"
-  "can letter"
-  "vae_density fashion-mnist 3"
-  "am_softmax kjv-web 3"
-  "attention austen 3"
-  "droptoken austen 3"
 )
 for entry in "${runs[@]}"; do
-  read -r experiment dataset seeds <<<"$entry"
+  read -r experiment dataset <<<"$entry"
   out="docs/experiments/$experiment-$dataset"
   if [ "${1:-}" = "--fresh" ]; then rm -rf "$out"; fi
-  logitkit run "$experiment" --dataset "$dataset" --seeds "${seeds:-5}" --threads 1 --out "$out" --no-progress
+  logitkit run "$experiment" --dataset "$dataset" --seeds 5 --out "$out" --no-progress
 done
 python - <<'PY'
 import pathlib
