@@ -37,6 +37,7 @@ runs=(
   "am_softmax kjv-web 3"
   "attention austen 3"
   "droptoken austen 3"
+  "topk letter"
 )
 for entry in "${runs[@]}"; do
   read -r experiment dataset seeds <<<"$entry"

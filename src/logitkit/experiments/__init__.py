@@ -8,7 +8,7 @@ hyper-parameters (:class:`Method`), metrics and the claim it checks (:class:`Cla
 >>> from logitkit import experiments
 >>> experiments.names()  # doctest: +NORMALIZE_WHITESPACE
 ['multilabel', 'longtail', 'flooding', 'tailr', 'exact', 'closed_form', 'focal', 'can',
- 'vae_density', 'am_softmax', 'attention', 'droptoken']
+ 'topk', 'vae_density', 'am_softmax', 'attention', 'droptoken']
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def _populate() -> None:
             longtail,
             multilabel,
             tailr,
+            topk,
             vae_density,
         )
 
@@ -64,6 +65,7 @@ def _populate() -> None:
         register(closed_form.EXPERIMENT)
         register(focal.EXPERIMENT)
         register(can.EXPERIMENT)
+        register(topk.EXPERIMENT)
         register(vae_density.EXPERIMENT)
         register(am_softmax.EXPERIMENT)
         register(attention.EXPERIMENT)
