@@ -13,12 +13,13 @@ runs=(
   "multilabel movielens"
   "longtail digits-lt"
   "longtail fashion-mnist-lt"
+  "entropy_sampling pydoc-topics 3"
 )
 for entry in "${runs[@]}"; do
-  read -r experiment dataset <<<"$entry"
+  read -r experiment dataset seeds <<<"$entry"
   out="docs/experiments/$experiment-$dataset"
   if [ "${1:-}" = "--fresh" ]; then rm -rf "$out"; fi
-  logitkit run "$experiment" --dataset "$dataset" --seeds 5 --out "$out" --no-progress
+  logitkit run "$experiment" --dataset "$dataset" --seeds "${seeds:-5}" --out "$out" --no-progress
 done
 python - <<'PY'
 import pathlib

@@ -7,7 +7,7 @@ hyper-parameters (:class:`Method`), metrics and the claim it checks (:class:`Cla
 
 >>> from logitkit import experiments
 >>> experiments.names()
-['multilabel', 'longtail']
+['multilabel', 'longtail', 'entropy_sampling']
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ def register(experiment: Experiment) -> Experiment:
 
 def _populate() -> None:
     if not _REGISTRY:
-        from logitkit.experiments import longtail, multilabel
+        from logitkit.experiments import entropy_sampling, longtail, multilabel
 
         register(multilabel.EXPERIMENT)
         register(longtail.EXPERIMENT)
+        register(entropy_sampling.EXPERIMENT)
 
 
 def names() -> list[str]:
