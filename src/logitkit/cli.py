@@ -45,7 +45,9 @@ def list_() -> None:
         click.echo(f"{exp.name}: {exp.title}")
         sets = []
         for i, ds in enumerate(exp.datasets):
-            ok = lkdata.get(ds).available()
+            # A custom experiment may read data of its own (its prepare()), not a registry entry.
+            own = exp.prepare is not None and ds not in lkdata.names()
+            ok = own or lkdata.get(ds).available()
             sets.append(f"{ds}{' (default)' if i == 0 else ''}{'' if ok else ' [missing]'}")
         click.echo(f"  datasets: {', '.join(sets)}")
         click.echo(f"  methods:  {', '.join(m.name for m in exp.methods)} (baseline {exp.baseline})")

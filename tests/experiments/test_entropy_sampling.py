@@ -71,3 +71,14 @@ def test_quick_run_records_and_report(tmp_path):
     assert (out / "tradeoff.png").is_file() and (out / "training.png").is_file()
     samples = (out / "samples.md").read_text()
     assert "**entnorm-H2.0**" in samples and "⟶" in samples
+
+
+def test_cli_lists_the_experiment_with_its_own_data():
+    from click.testing import CliRunner
+
+    from logitkit.cli import main
+
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 0
+    assert "entropy_sampling:" in result.output and "pydoc-topics (default)\n" in result.output
+    assert "entnorm-H1.5" in result.output
