@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -71,7 +72,7 @@ def _prepare(dataset, *, quick, device, params):
     return _spec.Prepared(
         name=dataset,
         describe=(
-            f"Python {'.'.join(map(str, __import__('sys').version_info[:2]))} language-reference topics "
+            f"Python {sys.version_info[0]}.{sys.version_info[1]} language-reference topics "
             f"(stdlib pydoc_data.topics, {len(keys)} topics), characters: {sizes[0]:,} train / "
             f"{sizes[1]:,} validation / {sizes[2]:,} held-out, vocabulary {len(vocab)}"
         ),
