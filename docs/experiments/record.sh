@@ -38,6 +38,7 @@ runs=(
   "attention austen 3"
   "droptoken austen 3"
   "topk letter"
+  "entropy_sampling pydoc-topics 3"
 )
 for entry in "${runs[@]}"; do
   read -r experiment dataset seeds <<<"$entry"

@@ -8,7 +8,7 @@ hyper-parameters (:class:`Method`), metrics and the claim it checks (:class:`Cla
 >>> from logitkit import experiments
 >>> experiments.names()  # doctest: +NORMALIZE_WHITESPACE
 ['multilabel', 'longtail', 'flooding', 'tailr', 'exact', 'closed_form', 'focal', 'can',
- 'topk', 'vae_density', 'am_softmax', 'attention', 'droptoken']
+ 'topk', 'vae_density', 'am_softmax', 'attention', 'droptoken', 'entropy_sampling']
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def _populate() -> None:
             can,
             closed_form,
             droptoken,
+            entropy_sampling,
             exact,
             flooding,
             focal,
@@ -70,6 +71,7 @@ def _populate() -> None:
         register(am_softmax.EXPERIMENT)
         register(attention.EXPERIMENT)
         register(droptoken.EXPERIMENT)
+        register(entropy_sampling.EXPERIMENT)
 
 
 def names() -> list[str]:
