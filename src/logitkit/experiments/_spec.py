@@ -246,6 +246,7 @@ class Experiment:
     trial: Callable[..., TrialResult] | None = None
     curve_label: str = ""  # y label of history["val"] in training.png
     extra_plots: Callable[[Any], list[tuple[str, str]]] | None = None  # (summary) -> [(png, caption)]
+    extra_markdown: Callable[[Any], str] | None = None  # (summary) -> a section appended to report.md
 
     def train_config(self, dataset: str) -> TrainConfig:
         """The training settings for ``dataset`` (the experiment's, with that dataset's overrides)."""

@@ -267,15 +267,26 @@ def _plots(summary: Summary) -> list[tuple[str, str]]:
     return made
 
 
-def _experiment_plots(summary: Summary) -> list[tuple[str, str]]:
-    """The plots a custom experiment draws itself (``Experiment.extra_plots``)."""
+def _experiment(summary: Summary):
+    """The registered experiment of a run (None for one this installation does not know)."""
     from logitkit.experiments import get
 
     try:
-        experiment = get(summary.spec["name"])
-    except KeyError:  # a run of an experiment this installation does not know
-        return []
-    return list(experiment.extra_plots(summary)) if experiment.extra_plots else []
+        return get(summary.spec["name"])
+    except KeyError:
+        return None
+
+
+def _experiment_plots(summary: Summary) -> list[tuple[str, str]]:
+    """The plots a custom experiment draws itself (``Experiment.extra_plots``)."""
+    experiment = _experiment(summary)
+    return list(experiment.extra_plots(summary)) if experiment and experiment.extra_plots else []
+
+
+def _experiment_markdown(summary: Summary) -> str:
+    """A section a custom experiment writes itself (``Experiment.extra_markdown``), e.g. samples."""
+    experiment = _experiment(summary)
+    return experiment.extra_markdown(summary).strip() if experiment and experiment.extra_markdown else ""
 
 
 def _training_curves(summary: Summary, plt, colours) -> list[tuple[str, str]]:
@@ -382,7 +393,7 @@ def render(run_dir, *, plots: bool = True) -> tuple[str, str]:
         status = "" if m["name"] in summary.methods else " *(no results yet)*"
         lines.append(f"* `{m['name']}` — {m['description']}" + (f" ({params})" if params else "") + status)
     if pending:
-        lines += ["", "Not run yet (their logitkit functions have not landed):", ""]
+        lines += ["", "Not run here:", ""]
         lines += [f"* `{p['name']}` — needs {p['needs']} (issue #{p['issue']})" for p in pending]
     lines += [
         "",
@@ -398,6 +409,9 @@ def render(run_dir, *, plots: bool = True) -> tuple[str, str]:
         lines += ["", "## Plots", ""]
         for name, caption in plot_lines:
             lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    extra = _experiment_markdown(summary) if summary.records else ""
+    if extra:
+        lines += ["", extra]
     markdown = "\n".join(lines).rstrip() + "\n"
     (summary.dir / "report.md").write_text(markdown, encoding="utf-8")
     console = "\n".join(
