@@ -138,3 +138,15 @@ def test_austen_chapters_and_split():
     assert not any("CHAPTER" in doc[:20] or "Chapter" in doc[:20] for doc in corpus.train)
     again = data.load("austen")
     assert again.test == corpus.test  # the fixed split
+
+
+def test_pydoc_topics_is_every_topic_once_with_a_fixed_split():
+    from pydoc_data import topics
+
+    corpus = data.load("pydoc-topics")
+    n = len(topics.topics)
+    assert sum(corpus.sizes()) == n and corpus.sizes()[2] == n // 10  # every 10th topic held out
+    assert sorted(corpus.train + corpus.val + corpus.test) == sorted(topics.topics.values())
+    assert corpus.num_classes == 1 and corpus.train_counts().tolist() == [len(corpus.train)]
+    assert 3e5 < sum(corpus.chars()) < 1e6  # about 0.5M characters
+    assert data.load("pydoc-topics").test == corpus.test  # the fixed split

@@ -73,12 +73,12 @@ def test_quick_run_records_and_report(tmp_path):
     assert "**entnorm-H2.0**" in samples and "⟶" in samples
 
 
-def test_cli_lists_the_experiment_with_its_own_data():
+def test_cli_lists_the_experiment_with_its_registry_corpora():
     from click.testing import CliRunner
 
     from logitkit.cli import main
 
     result = CliRunner().invoke(main, ["list"])
     assert result.exit_code == 0
-    assert "entropy_sampling:" in result.output and "pydoc-topics (default)\n" in result.output
+    assert "entropy_sampling:" in result.output and "pydoc-topics (default), austen" in result.output
     assert "entnorm-H1.5" in result.output

@@ -1,4 +1,5 @@
-"""Text corpora for language models and text classifiers: Jane Austen's six novels.
+"""Text corpora for language models and text classifiers: Jane Austen's six novels, and the Python
+language reference that ships with every Python.
 
 * **austen** — Debian ``r-cran-janeaustenr`` 1.0.0 (MIT; Julia Silge), objects ``emma``,
   ``mansfieldpark``, ``northangerabbey``, ``persuasion``, ``prideprejudice`` and
@@ -12,6 +13,12 @@
   least one) for testing, the rest for training (215 / 27 / 27 chapters). A chapter is one document;
   its label is its novel, so the same split serves a character language model (train on the
   training chapters, evaluate on whole unseen chapters) and passage -> novel classification.
+
+* **pydoc-topics** — the standard library's ``pydoc_data.topics`` (PSF licence): the ~80 topics of
+  the Python language reference as plain text (about 0.5M characters; the exact text depends on the
+  Python version, which the description names). One topic is one document, all of one class. The
+  **fixed split** takes the topics in sorted order: every tenth (``i % 10 == 9``) is held out for
+  testing and ``i % 10 == 8`` for validation.
 
 Text corpora are not feature matrices: the loader returns a :class:`TextCorpus` (task ``"text"``).
 """
@@ -27,7 +34,7 @@ from logitkit.data._paths import cached_arrays, debian_file
 from logitkit.data._rdata import read_lazyload
 from logitkit.data._registry import DatasetInfo, register
 
-__all__ = ["AUSTEN_NOVELS", "TextCorpus", "load_austen"]
+__all__ = ["AUSTEN_NOVELS", "TextCorpus", "load_austen", "load_pydoc_topics"]
 
 SPLIT_SEED = 0
 
@@ -188,5 +195,45 @@ register(
             "or, without R: apt-get download r-cran-janeaustenr && dpkg-deb -x r-cran-janeaustenr_*.deb "
             '"${LOGITKIT_DATA:-$HOME/.cache/logitkit}/debian"',
         ),
+    )
+)
+
+
+# ----------------------------------------------------------------------- Python reference
+
+
+def load_pydoc_topics() -> TextCorpus:
+    import sys
+    from pydoc_data import topics
+
+    keys = sorted(topics.topics)
+    parts: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for i, key in enumerate(keys):
+        parts["val" if i % 10 == 8 else "test" if i % 10 == 9 else "train"].append(topics.topics[key])
+    return TextCorpus(
+        name="pydoc-topics",
+        **{
+            key: value
+            for part, docs in parts.items()
+            for key, value in ((part, tuple(docs)), (f"y_{part}", np.zeros(len(docs), dtype=np.int64)))
+        },
+        class_names=(f"Python {sys.version_info[0]}.{sys.version_info[1]} reference",),
+        split="topics in sorted order: every 10th (i % 10 == 9) held out, i % 10 == 8 validation",
+    )
+
+
+register(
+    DatasetInfo(
+        name="pydoc-topics",
+        task="text",
+        title="The Python language reference topics (stdlib pydoc_data.topics, ~0.5M characters)",
+        source="the Python standard library (pydoc_data/topics.py), embedded in every Python install",
+        licence="PSF License (Python documentation)",
+        citation="Python Software Foundation, The Python Language Reference",
+        split="topics in sorted order: every 10th held out (test), the 9th of every 10 validation",
+        shape="one document per topic (~80 topics), one class",
+        loader=load_pydoc_topics,
+        available=lambda: True,
+        obtain=("embedded: part of the Python standard library",),
     )
 )

@@ -14,15 +14,15 @@ Metrics: the per-step entropy of the sampling distribution along the samples (me
 across steps), held-out NLL of real text under each sampling distribution, and sample-quality
 proxies: word distinct-2 / distinct-3, the repetition rate, and the model's own NLL of the samples.
 
-Text: the Python language reference topics shipped in the standard library
-(``pydoc_data.topics``), reachable offline in every Python install without registry code.
+Text (registry text corpora, :mod:`logitkit.data.text`): ``pydoc-topics`` (default; the Python
+language reference topics of the standard library, embedded in every Python install) or ``austen``
+(Jane Austen's six novels, held-out chapters).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 import tempfile
 
 import numpy as np
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 import logitkit.functional as LF
+from logitkit import data as lkdata
 from logitkit.experiments import _spec
 
 __all__ = ["EXPERIMENT"]
@@ -53,16 +54,14 @@ SEQ_LEN = 128
 # ----------------------------------------------------------------------------------------- data
 
 
-def _prepare(dataset, *, quick, device, params):
-    if dataset != "pydoc-topics":
-        raise ValueError(f"dataset: expected 'pydoc-topics', got {dataset!r}")
-    from pydoc_data import topics
+DATASETS = ("pydoc-topics", "austen")
 
-    keys = sorted(topics.topics)
-    parts = {"train": [], "val": [], "test": []}
-    for i, key in enumerate(keys):
-        parts["val" if i % 10 == 8 else "test" if i % 10 == 9 else "train"].append(topics.topics[key])
-    texts = {name: "\n".join(chunks) for name, chunks in parts.items()}
+
+def _prepare(dataset, *, quick, device, params):
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset: expected one of {DATASETS}, got {dataset!r}")
+    corpus = lkdata.load(dataset)
+    texts = {part: "\n".join(getattr(corpus, part)) for part in ("train", "val", "test")}
     vocab = sorted(set("".join(texts.values())))
     index = {c: i for i, c in enumerate(vocab)}
     ids = {name: torch.tensor([index[c] for c in text], dtype=torch.long) for name, text in texts.items()}
@@ -72,11 +71,11 @@ def _prepare(dataset, *, quick, device, params):
     return _spec.Prepared(
         name=dataset,
         describe=(
-            f"Python {sys.version_info[0]}.{sys.version_info[1]} language-reference topics "
-            f"(stdlib pydoc_data.topics, {len(keys)} topics), characters: {sizes[0]:,} train / "
+            f"{dataset} ({', '.join(corpus.class_names) if dataset == 'pydoc-topics' else 'registry text'}, "
+            f"{sum(corpus.sizes())} documents), characters: {sizes[0]:,} train / "
             f"{sizes[1]:,} validation / {sizes[2]:,} held-out, vocabulary {len(vocab)}"
         ),
-        split="topics in sorted order: every 10th (i % 10 == 9) held out, i % 10 == 8 validation"
+        split=corpus.split
         + ("; --quick: first 60k / 3k / 3k characters, a 64-unit GRU, 25 steps per epoch" if quick else ""),
         data={"ids": ids, "vocab": vocab},
         sizes=sizes,
@@ -352,7 +351,7 @@ EXPERIMENT = _spec.Experiment(
     name="entropy_sampling",
     title="Entropy-normalised sampling from a character LM",
     task="generation",
-    datasets=("pydoc-topics",),
+    datasets=DATASETS,
     methods=_METHODS,
     baseline="plain",
     metrics=(
