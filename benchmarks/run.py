@@ -137,9 +137,19 @@ def main() -> None:
                 memory=not args.no_memory,
             )
             name = suite if args.device == "cpu" else f"{suite}-{args.device}"
-            (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+            path = RESULTS / f"{name}.json"
+            if args.select and path.is_file():
+                data = _merge(json.loads(path.read_text()), data)
+            path.write_text(json.dumps(data, indent=1) + "\n")
     (RESULTS / "RESULTS.md").write_text(render_table())
     print(f"wrote {RESULTS / 'RESULTS.md'}")
+
+
+def _merge(old: dict, new: dict) -> dict:
+    """A ``-k`` run's rows replace the same cases of the suite's stored rows; the others are kept."""
+    fresh = {row["case"]: row for row in new["rows"]}
+    rows = [fresh.pop(row["case"], row) for row in old.get("rows", [])]
+    return {**new, "rows": rows + list(fresh.values())}
 
 
 if __name__ == "__main__":

@@ -214,7 +214,14 @@ def _block(pb: _Problem, z: Tensor, a: Tensor, grad_out: Tensor | None) -> tuple
     kind, param = pb.kind, pb.param
     if kind == "focal":
         u = torch.rsub(p, 1.0).scatter_(1, arg, rest)
-        w = None if param == 0 else (u * u if param == 2 else (u if param == 1 else u.pow(param)))
+        r = None  # u^(gamma - 1) for a general gamma: one pow gives both u^gamma and the gradient's factor
+        if param in (0, 1, 2):
+            w = None if param == 0 else (u if param == 1 else u * u)
+        else:
+            # u is floored at tiny so that u^(gamma - 1) stays finite (gamma >= 0: at most 1/tiny);
+            # w = u^(gamma-1) u is then exactly 0 where u is 0.
+            r = u.clamp_min(finfo.tiny).pow_(param - 1.0)
+            w = torch.mul(r, u)
         weighted = torch.mul(logp, a) if w is None else torch.mul(logp, w).mul_(a)
     elif kind == "truncated":
         gate = torch.sub(param, logp).sign_().add_(1.0).mul_(0.5)
@@ -242,8 +249,9 @@ def _block(pb: _Problem, z: Tensor, a: Tensor, grad_out: Tensor | None) -> tuple
     elif param == 2:
         b = torch.mul(u, p).mul_(logp).mul_(2.0).sub_(w).mul_(a)
     else:
-        # gamma u^(gamma-1) p l - u^gamma, with u^(gamma-1) = w / u; u = 0 only multiplies w = 0
-        b = torch.div(w, u.clamp_min_(finfo.tiny)).mul_(p).mul_(logp).mul_(param).sub_(w).mul_(a)
+        # gamma u^(gamma-1) p l - u^gamma
+        assert r is not None
+        b = r.mul_(p).mul_(logp).mul_(param).sub_(w).mul_(a)
     _finish_gradient(b, p, grad_out)
     return loss, m.squeeze(1)
 
