@@ -146,9 +146,10 @@ def main() -> None:
 
 
 def _merge(old: dict, new: dict) -> dict:
-    """A ``-k`` run's rows replace the same cases of the suite's stored rows; the others are kept."""
+    """A ``-k`` run's rows update the same cases of the suite's stored rows (fields it did not
+    measure, e.g. memory under ``--no-memory``, are kept); the other rows are kept as they were."""
     fresh = {row["case"]: row for row in new["rows"]}
-    rows = [fresh.pop(row["case"], row) for row in old.get("rows", [])]
+    rows = [{**row, **fresh.pop(row["case"], {})} for row in old.get("rows", [])]
     return {**new, "rows": rows + list(fresh.values())}
 
 
