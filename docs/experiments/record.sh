@@ -39,6 +39,7 @@ runs=(
   "droptoken austen 3"
   "topk letter"
   "entropy_sampling pydoc-topics 3"
+  "entropy_sampling austen 3"
 )
 for entry in "${runs[@]}"; do
   read -r experiment dataset seeds <<<"$entry"
