@@ -119,7 +119,9 @@ def test_word_tokens_and_vocab():
 
 
 def test_text_experiments_refuse_feature_datasets(tmp_path):
-    with pytest.raises(ValueError, match="dataset: expected a text corpus \\(austen\\), got 'digits'"):
+    with pytest.raises(
+        ValueError, match="dataset: expected a text corpus \\(austen, pydoc-topics\\), got 'digits'"
+    ):
         run(
             experiments.get("droptoken"),
             dataset="digits",
