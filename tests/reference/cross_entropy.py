@@ -27,6 +27,52 @@ def _lse(z: np.ndarray) -> float:
     return m + math.log(math.fsum(math.exp(v - m) for v in finite))
 
 
+def weighted_samples(x, target, *, weight=None, ignore_index: int = -100, label_smoothing: float = 0.0):
+    """torch's single-label target semantics, shared by the softmax-family oracles.
+
+    Returns ``(samples, denominator)``: ``samples`` lists ``(index, z, coef)`` with
+    ``coef_c = q_c w_c`` (``q = (1 - eps) t + eps / C``) for every sample that contributes;
+    ``denominator`` is the divisor of ``'mean'`` (sum of ``w_y`` over non-ignored samples for index
+    targets, the number of samples for probabilities). Ignored samples are in neither; a sample
+    without a finite logit counts in the divisor but contributes nothing.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    target = np.asarray(target)
+    num_classes = x.shape[1]
+    w = np.ones(num_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    index_targets = np.issubdtype(target.dtype, np.integer)
+    samples, denominator = [], 0.0
+    for idx, z in _samples(x):
+        if index_targets:
+            y = int(target[idx])
+            if y == ignore_index:
+                continue
+            t = np.zeros(num_classes)
+            t[y] = 1.0
+            denominator += w[y]
+        else:
+            t = np.moveaxis(target, 1, -1)[idx].astype(np.float64)
+            denominator += 1.0
+        if all(v == -math.inf for v in z):
+            continue
+        q = (1.0 - label_smoothing) * t + label_smoothing / num_classes
+        samples.append((idx, z, q * w))
+    return samples, denominator
+
+
+def reduce(per_sample, reduction: str, denominator=None):
+    """``'none'`` / ``'sum'`` / ``'mean'`` (divided by ``denominator``, default the number of
+    samples; 0 when the divisor is 0)."""
+    if reduction == "none":
+        return per_sample
+    total = math.fsum(np.ravel(per_sample))
+    if reduction == "sum":
+        return total
+    if denominator is None:
+        denominator = np.size(per_sample)
+    return total / denominator if denominator else 0.0
+
+
 def cross_entropy(
     x,
     target,
@@ -38,33 +84,11 @@ def cross_entropy(
     temperature: float = 1.0,
 ):
     x = np.asarray(x, dtype=np.float64) / temperature
-    target = np.asarray(target)
-    num_classes = x.shape[1]
-    w = np.ones(num_classes) if weight is None else np.asarray(weight, dtype=np.float64)
-    eps = label_smoothing
-    index_targets = np.issubdtype(target.dtype, np.integer)
+    samples, denominator = weighted_samples(
+        x, target, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing
+    )
     per_sample = np.zeros(np.moveaxis(x, 1, -1).shape[:-1])
-    denominator = 0.0
-    for idx, z in _samples(x):
+    for idx, z, coef in samples:
         lse = _lse(z)
-        if index_targets:
-            y = int(target[idx])
-            if y == ignore_index:
-                continue
-            t = np.zeros(num_classes)
-            t[y] = 1.0
-            denominator += w[y]
-        else:
-            t = np.moveaxis(target, 1, -1)[idx].astype(np.float64)
-            denominator += 1.0
-        if lse == -math.inf:  # no finite logit: nothing to learn from this sample
-            continue
-        q = (1.0 - eps) * t + eps / num_classes
-        terms = [qc * wc * (lse - zc) for qc, wc, zc in zip(q, w, z, strict=True) if qc * wc != 0]
-        per_sample[idx] = math.fsum(terms)
-    if reduction == "none":
-        return per_sample
-    total = math.fsum(per_sample.ravel())
-    if reduction == "sum":
-        return total
-    return total / denominator if denominator != 0 else 0.0
+        per_sample[idx] = math.fsum(a * (lse - zc) for a, zc in zip(coef, z, strict=True) if a != 0)
+    return reduce(per_sample, reduction, denominator)

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from tests.reference.cross_entropy import _samples
+from tests.reference.cross_entropy import reduce, weighted_samples
 
 
 def _softmax(z):
@@ -59,37 +59,15 @@ def softmax_loss(
     label_smoothing: float = 0.0,
 ):
     x = np.asarray(x, dtype=np.float64)
-    target = np.asarray(target)
-    num_classes = x.shape[1]
-    w = np.ones(num_classes) if weight is None else np.asarray(weight, dtype=np.float64)
-    a = np.ones(num_classes) if alpha is None else np.asarray(alpha, dtype=np.float64)
-    eps = label_smoothing
-    index_targets = np.issubdtype(target.dtype, np.integer)
+    samples, denominator = weighted_samples(
+        x, target, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing
+    )
+    a = np.ones(x.shape[1]) if alpha is None else np.asarray(alpha, dtype=np.float64)
     per_sample = np.zeros(np.moveaxis(x, 1, -1).shape[:-1])
-    denominator = 0.0
-    for idx, z in _samples(x):
-        if index_targets:
-            y = int(target[idx])
-            if y == ignore_index:
-                continue
-            t = np.zeros(num_classes)
-            t[y] = 1.0
-            denominator += w[y]
-        else:
-            t = np.moveaxis(target, 1, -1)[idx].astype(np.float64)
-            denominator += 1.0
-        if all(v == -math.inf for v in z):
-            continue
-        q = (1.0 - eps) * t + eps / num_classes
+    for idx, z, coef in samples:
         phi = softmax_terms(kind, param, z)
-        terms = [qc * wc * ac * f for qc, wc, ac, f in zip(q, w, a, phi, strict=True) if qc * wc * ac != 0]
-        per_sample[idx] = math.fsum(terms)
-    if reduction == "none":
-        return per_sample
-    total = math.fsum(per_sample.ravel())
-    if reduction == "sum":
-        return total
-    return total / denominator if denominator != 0 else 0.0
+        per_sample[idx] = math.fsum(c * ac * f for c, ac, f in zip(coef, a, phi, strict=True) if c * ac != 0)
+    return reduce(per_sample, reduction, denominator)
 
 
 def _sigmoid(x: float) -> float:

@@ -13,6 +13,8 @@ import math
 import numpy as np
 from scipy import integrate, special
 
+from tests.reference.cross_entropy import reduce, weighted_samples
+
 # ---------------------------------------------------------------------------------------------
 # Shared: per-sample targets and reductions
 # ---------------------------------------------------------------------------------------------
@@ -34,44 +36,14 @@ def _samples(x):
 
 def class_loss(x, target, term, *, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
     """Generic single-label loss: per sample ``sum_c q_c w_c term(p_c, log p_c)``."""
-    x = np.asarray(x, dtype=np.float64)
-    target = np.asarray(target)
-    c = x.shape[1]
-    w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
-    index_targets = np.issubdtype(target.dtype, np.integer)
-    per = np.zeros(np.moveaxis(x, 1, -1).shape[:-1])
-    denominator = 0.0
-    for idx, z in _samples(x):
-        if index_targets:
-            y = int(target[idx])
-            if y == ignore_index:
-                continue
-            t = np.zeros(c)
-            t[y] = 1.0
-            denominator += w[y]
-        else:
-            t = np.moveaxis(target, 1, -1)[idx].astype(np.float64)
-            denominator += 1.0
-        if all(v == -math.inf for v in z):
-            continue
+    samples, denominator = weighted_samples(
+        x, target, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing
+    )
+    per = np.zeros(np.moveaxis(np.asarray(x, dtype=np.float64), 1, -1).shape[:-1])
+    for idx, z, coef in samples:
         p, lse = _softmax(list(z))
-        q = (1 - label_smoothing) * t + label_smoothing / c
-        terms = [
-            qc * wc * term(pc, zc - lse) for qc, wc, pc, zc in zip(q, w, p, z, strict=True) if qc * wc != 0
-        ]
-        per[idx] = math.fsum(terms)
+        per[idx] = math.fsum(a * term(pc, zc - lse) for a, pc, zc in zip(coef, p, z, strict=True) if a != 0)
     return reduce(per, reduction, denominator)
-
-
-def reduce(per, reduction, denominator=None):
-    if reduction == "none":
-        return per
-    total = math.fsum(np.ravel(per))
-    if reduction == "sum":
-        return total
-    if denominator is None:
-        denominator = np.size(per)
-    return total / denominator if denominator else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
